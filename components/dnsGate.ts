@@ -1,0 +1,28 @@
+// Step 5 (gate): "Once DNS has propagated". The collect hostname must resolve, as the operator
+// sees it, to the new server's addresses only. Fails until then; the next `up` checks again.
+import * as pulumi from "@pulumi/pulumi";
+import { inheritedDependsOn } from "./dependencies";
+import type { Host } from "./host";
+import { localCommand } from "./operator";
+import { sh } from "./shell";
+
+export interface DnsGateArgs {
+    hostname: string;
+    target: Host;
+}
+
+export class DnsGate extends pulumi.ComponentResource {
+    readonly passed: pulumi.Resource[];
+
+    constructor(name: string, args: DnsGateArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("data-support:gates:DnsGate", name, {}, opts);
+        const inherited = inheritedDependsOn(opts);
+        const check = localCommand(
+            `${name}-dns`,
+            { create: sh`node scripts/gate.mjs dns ${args.hostname} ${args.target.addresses}` },
+            { parent: this, dependsOn: inherited },
+        );
+        this.passed = [check];
+        this.registerOutputs({});
+    }
+}

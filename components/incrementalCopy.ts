@@ -1,0 +1,109 @@
+// Step 6 (Copy incremental data): the incremental crons stop on the old server, with any process
+// they started; then the kingfisher_collect database and the incremental user's data/ and logs/
+// go straight from old to new (TemporaryAccess), and are verified equal. One-off.
+//
+// Faster and safer than the runbook's dump file + rsync -z + psql -f: pg_dump streams into psql
+// over one SSH connection (dump and load overlap), the load is one transaction (a failure leaves
+// the target as it was), and data/ and logs/ are pre-synced while the old server is still live,
+// so the copy after the halt only moves what changed.
+import * as pulumi from "@pulumi/pulumi";
+import { inheritedDependsOn } from "./dependencies";
+import type { Host } from "./host";
+import type { TemporaryAccess } from "./temporaryAccess";
+import { removeCronEntries } from "./cron";
+import { compareOrFail, TABLES_FINGERPRINT_SQL, treeFingerprint } from "./fingerprint";
+import { sh, script, ShellText } from "./shell";
+
+export const INCREMENTAL_CRON_PATTERN = "OCDS_KINGFISHER_COLLECT_[A-Z0-9_]+";
+
+export interface IncrementalCopyArgs {
+    oldMain: Host;
+    newMain: Host;
+    access: TemporaryAccess;
+    user: string;
+    home: string;
+    database: string;
+    /** The halt (steps 2 and 3) must be done before the final copy. */
+    halted: pulumi.Resource[];
+}
+
+export class IncrementalCopy extends pulumi.ComponentResource {
+    readonly done: pulumi.Resource[];
+
+    constructor(name: string, args: IncrementalCopyArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("data-support:incremental:IncrementalCopy", name, {}, opts);
+        const inherited = inheritedDependsOn(opts);
+        const { oldMain, newMain, access } = args;
+        const dirs = [`${args.home}/data`, `${args.home}/logs`];
+        const rsyncAll = (flags: string[]): ShellText =>
+            script(
+                ...dirs.map(
+                    (dir) =>
+                        sh`rsync -a ${flags} --rsh=${access.ssh.text} ${`${args.user}@${access.target}:${dir}/`} ${`${dir}/`}`,
+                ),
+            );
+
+        // Pre-sync while the old server is live: the copy after the halt moves only what changed.
+        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", rsyncAll([]), {
+            parent: this,
+            dependsOn: [...inherited, access.granted],
+        });
+
+        // The runbook's "stop any processes started by the cron jobs": the crawl scripts and the
+        // scrapy processes they run, of the incremental user only. TERM, then KILL after 60 s.
+        const stop = oldMain.oneOff(
+            `${name}-stop-old-crons`,
+            "stop-incremental-crons",
+            script(
+                removeCronEntries(args.user, INCREMENTAL_CRON_PATTERN, `${oldMain.migrationDir}/incremental.cron`),
+                sh`pattern=${`${args.home}/bin/|scrapy crawl`}`,
+                sh`pkill -TERM -u ${args.user} -f "$pattern" || true`,
+                sh`for _ in $(seq 60); do pgrep -u ${args.user} -f "$pattern" > /dev/null || break; sleep 1; done`,
+                sh`pkill -KILL -u ${args.user} -f "$pattern" || true`,
+            ),
+            { parent: this, dependsOn: [...inherited, ...args.halted, presync] },
+        );
+
+        const db = args.database;
+        const psqlNew = sh`runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${db}`;
+        const copyDatabase = newMain.oneOff(
+            `${name}-database`,
+            "copy-kingfisher-collect",
+            script(
+                // Never overwrite: the target must hold no table yet (a failed earlier attempt
+                // left none, since the load is one transaction).
+                sh`tables=$(runuser -u postgres -- psql -X -At -d ${db} -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")`,
+                sh`if [ "$tables" != 0 ]; then echo ${`${newMain.hostname}: database ${db} already has`} "$tables" ${"table(s); refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."} >&2; exit 1; fi`,
+                sh`${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} | ${psqlNew} --single-transaction > /dev/null`,
+                sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
+                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
+                sh`printf '%s' ${TABLES_FINGERPRINT_SQL} > "$fp/sql"`,
+                sh`${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"`,
+                sh`runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"`,
+                compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `tables of ${db}`),
+                sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
+            ),
+            { parent: this, dependsOn: [...inherited, stop] },
+        );
+
+        const copyFiles = newMain.oneOff(
+            `${name}-files`,
+            "copy-incremental-files",
+            script(
+                rsyncAll([]),
+                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
+                ...dirs.map((dir, i) =>
+                    script(
+                        sh`${access.ssh} ${`${args.user}@${access.target}`} ${treeFingerprint(dir).text} > "$fp/old${i}"`,
+                        sh`(${treeFingerprint(dir)}) > "$fp/new${i}"`,
+                        compareOrFail(sh`"$fp/old${i}"`, sh`"$fp/new${i}"`, `the trees ${dir}`),
+                    ),
+                ),
+                sh`echo ${`${dirs.join(" and ")}: copied and verified equal`}`,
+            ),
+            { parent: this, dependsOn: [...inherited, stop] },
+        );
+        this.done = [copyDatabase, copyFiles];
+        this.registerOutputs({});
+    }
+}

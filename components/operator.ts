@@ -1,0 +1,26 @@
+// The operator's machine: where `pulumi up` runs. Gates that ask public endpoints run here
+// (local.Command), like the runbook's "check ... at https://..." steps in a browser.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import type { ShellText } from "./shell";
+
+export interface LocalSpec {
+    create: ShellText;
+    /** Secrets go here, never in command text. */
+    stdin?: pulumi.Input<string>;
+    triggers?: pulumi.Input<unknown[]>;
+}
+
+/** A local command with the design's defaults; run from the project directory. */
+export function localCommand(name: string, spec: LocalSpec, opts: pulumi.CustomResourceOptions): command.local.Command {
+    return new command.local.Command(
+        name,
+        {
+            create: spec.create.text,
+            stdin: spec.stdin,
+            triggers: spec.triggers,
+            addPreviousOutputInEnv: false,
+        },
+        opts,
+    );
+}

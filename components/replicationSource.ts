@@ -1,0 +1,72 @@
+// Step 1 (Dependencies, Replica) on the main server: the replica may connect for replication.
+// A dedicated REPLICATION role with a generated password, a physical slot, and one `hostssl
+// replication` line per replica address ("all" in pg_hba does not match replication).
+// Desired state: removed cleanly (delete) when the replica leaves the config.
+import * as pulumi from "@pulumi/pulumi";
+import { inheritedDependsOn } from "./dependencies";
+import * as random from "@pulumi/random";
+import type { Host } from "./host";
+import { sh, script } from "./shell";
+
+export interface ReplicationSourceArgs {
+    main: Host;
+    replica: Host;
+    role: string;
+    slot: string;
+    pgVersion: number;
+}
+
+/** The pg_hba.conf lines that admit the replica: /32 for IPv4, /128 for IPv6. */
+export function replicationHbaLines(role: string, addresses: string[]): string[] {
+    return addresses.map((a) => `hostssl replication ${role} ${a}/${a.includes(":") ? 128 : 32} scram-sha-256`);
+}
+
+export class ReplicationSource extends pulumi.ComponentResource {
+    /** The replication role's password: secret from end to end. */
+    readonly password: pulumi.Output<string>;
+    /** The main's max_worker_processes: the standby must use the same value. */
+    readonly maxWorkerProcesses: pulumi.Output<string>;
+
+    constructor(name: string, args: ReplicationSourceArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("data-support:replication:ReplicationSource", name, {}, opts);
+        const inherited = inheritedDependsOn(opts);
+        const password = new random.RandomPassword(`${name}-password`, { length: 40, special: false }, { parent: this, dependsOn: inherited });
+        this.password = pulumi.secret(password.result);
+
+        const cluster = `${args.pgVersion} main`;
+        const hba = `/etc/postgresql/${args.pgVersion}/main/pg_hba.conf`;
+        const begin = `# BEGIN data-support replication (${args.replica.hostname})`;
+        const end = `# END data-support replication (${args.replica.hostname})`;
+        const block = [begin, ...replicationHbaLines(args.role, args.replica.addresses), end].join("\n");
+        const psql = sh`runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres`;
+        // The password arrives on stdin, is read by the shell's `read` and handed to psql on its
+        // stdin by printf (a builtin): it appears in no argv and no command text.
+        const apply = script(
+            sh`IFS= read -r pw`,
+            sh`{ printf '%s\\n' "\\set pw $pw"; printf '%s\\n' ${`SELECT format(CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = '${args.role}') THEN 'ALTER ROLE %I WITH REPLICATION LOGIN PASSWORD %L' ELSE 'CREATE ROLE %I WITH REPLICATION LOGIN PASSWORD %L' END, '${args.role}', :'pw') \\gexec`} ${`SELECT pg_create_physical_replication_slot('${args.slot}') WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '${args.slot}');`}; } | ${psql}`,
+            sh`tmp=$(mktemp ${`${hba}.XXXXXX`})`,
+            sh`awk -v b=${begin} -v e=${end} '$0 == b { skip = 1 } !skip { print } $0 == e { skip = 0 }' ${hba} > "$tmp"`,
+            sh`printf '%s\\n' ${block} >> "$tmp"`,
+            sh`if cmp -s "$tmp" ${hba}; then rm -f "$tmp"; else chown postgres:postgres "$tmp"; chmod 0640 "$tmp"; mv "$tmp" ${hba}; pg_ctlcluster ${cluster.split(" ")} reload; fi`,
+            sh`echo ${`replication: role ${args.role}, slot ${args.slot}, pg_hba admits ${args.replica.addresses.join(" ")}`}`,
+        );
+        const remove = script(
+            sh`tmp=$(mktemp ${`${hba}.XXXXXX`})`,
+            sh`awk -v b=${begin} -v e=${end} '$0 == b { skip = 1 } !skip { print } $0 == e { skip = 0 }' ${hba} > "$tmp"`,
+            sh`chown postgres:postgres "$tmp"; chmod 0640 "$tmp"; mv "$tmp" ${hba}; pg_ctlcluster ${cluster.split(" ")} reload`,
+            sh`printf '%s\\n' ${`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${args.slot}' AND NOT active;`} ${`DROP ROLE IF EXISTS ${args.role};`} | ${psql}`,
+        );
+        const source = args.main.command(
+            `${name}-source`,
+            { create: apply, update: apply, delete: remove, stdin: pulumi.interpolate`${this.password}\n` },
+            { parent: this, dependsOn: inherited },
+        );
+        const workers = args.main.command(
+            `${name}-max-worker-processes`,
+            { create: sh`${psql} -At -c 'SHOW max_worker_processes'`, triggers: [args.main.hostname] },
+            { parent: this, dependsOn: [...inherited, source] },
+        );
+        this.maxWorkerProcesses = workers.stdout.apply((s) => s.trim());
+        this.registerOutputs({ maxWorkerProcesses: this.maxWorkerProcesses });
+    }
+}

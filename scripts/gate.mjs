@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// The gates of the migration, run on the operator's machine by `pulumi up` (local.Command).
+// A gate that finds work in progress exits 1 with one message saying what runs and how to cancel
+// it; nothing after the gate runs, and the next `pulumi up` checks again.
+// Credentials arrive as JSON on stdin ({"username": ..., "password": ...}), never in argv.
+//
+//   node scripts/gate.mjs scrapyd <base-url> <project>
+//   node scripts/gate.mjs rabbitmq <base-url> <vhost>
+//   node scripts/gate.mjs dns <hostname> <ipv4> [<ipv6>]
+import { lookup } from "node:dns/promises";
+
+const TIMEOUT_MS = 30_000;
+
+function fail(message) {
+    process.stderr.write(`${message}\n`);
+    process.exit(1);
+}
+
+async function readCredentials() {
+    const chunks = [];
+    for await (const chunk of process.stdin) chunks.push(chunk);
+    const text = Buffer.concat(chunks).toString("utf8");
+    try {
+        const { username, password } = JSON.parse(text);
+        if (typeof username !== "string" || typeof password !== "string") throw new Error();
+        return { username, password };
+    } catch {
+        fail("gate: expected {\"username\",\"password\"} as JSON on stdin");
+    }
+}
+
+async function getJson(url, credentials, what) {
+    const auth = Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64");
+    let response;
+    try {
+        response = await fetch(url, { headers: { Authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+    } catch (error) {
+        fail(`${what} gate: cannot reach ${url}: ${error.cause?.message ?? error.message}. Check the URL in config and that the service is up, then run pulumi up again.`);
+    }
+    if (response.status === 401 || response.status === 403) {
+        fail(`${what} gate: ${url} refused the credentials (HTTP ${response.status}). Set the right username and password in config (pulumi config set --secret --path ...).`);
+    }
+    if (!response.ok) fail(`${what} gate: ${url} answered HTTP ${response.status}; the gate cannot tell what is running, so it stops here.`);
+    try {
+        return await response.json();
+    } catch {
+        fail(`${what} gate: ${url} did not answer JSON; the gate cannot tell what is running, so it stops here.`);
+    }
+}
+
+async function scrapyd(baseUrl, project) {
+    const credentials = await readCredentials();
+    const url = `${baseUrl.replace(/\/$/, "")}/listjobs.json?project=${encodeURIComponent(project)}`;
+    const body = await getJson(url, credentials, "Scrapyd");
+    if (body.status !== "ok" || !Array.isArray(body.pending) || !Array.isArray(body.running)) {
+        fail(`Scrapyd gate: ${url} answered ${JSON.stringify(body).slice(0, 300)}; without the job lists the gate fails closed.`);
+    }
+    const jobs = [...body.running.map((j) => ({ ...j, state: "running" })), ...body.pending.map((j) => ({ ...j, state: "pending" }))];
+    if (jobs.length > 0) {
+        const lines = jobs.map((j) => `  - ${j.state}: spider ${j.spider ?? "?"}, job ${j.id ?? "?"}${j.start_time ? `, since ${j.start_time}` : ""}`);
+        fail(
+            `Scrapyd gate: ${jobs.length} crawl(s) of project ${project} are running or pending at ${baseUrl}:\n${lines.join("\n")}\n` +
+                `Wait for them to finish, or have their owners cancel them (${baseUrl.replace(/\/$/, "")}/jobs, or ` +
+                `curl -u USER ${baseUrl.replace(/\/$/, "")}/cancel.json -d project=${project} -d job=JOB_ID), then run pulumi up again.`,
+        );
+    }
+    console.log(`Scrapyd gate: no crawl of project ${project} is running or pending.`);
+}
+
+async function rabbitmq(baseUrl, vhost) {
+    const credentials = await readCredentials();
+    // disable_stats + enable_queue_totals: counts straight from the queues, not the statistics
+    // database, which lags by seconds (design.md).
+    const url = `${baseUrl.replace(/\/$/, "")}/api/queues/${encodeURIComponent(vhost)}?disable_stats=true&enable_queue_totals=true`;
+    const queues = await getJson(url, credentials, "RabbitMQ");
+    if (!Array.isArray(queues)) fail(`RabbitMQ gate: ${url} did not answer a list of queues; the gate fails closed.`);
+    const unknown = queues.filter((q) => typeof q.messages !== "number");
+    const busy = queues.filter((q) => typeof q.messages === "number" && q.messages > 0);
+    if (busy.length > 0 || unknown.length > 0) {
+        const lines = [
+            ...busy.map((q) => `  - ${q.name}: ${q.messages} message(s)`),
+            ...unknown.map((q) => `  - ${q.name}: message count unknown (counted as busy)`),
+        ];
+        fail(
+            `RabbitMQ gate: queues in vhost ${vhost} at ${baseUrl} are not empty:\n${lines.join("\n")}\n` +
+                `A Kingfisher Process job is still working. Wait for it, or have its owner cancel it ` +
+                `(python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.`,
+        );
+    }
+    console.log(`RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`);
+}
+
+async function dns(hostname, ipv4, ipv6) {
+    let found;
+    try {
+        found = await lookup(hostname, { all: true, verbatim: true });
+    } catch (error) {
+        fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
+    }
+    const v4 = found.filter((a) => a.family === 4).map((a) => a.address);
+    const v6 = found.filter((a) => a.family === 6).map((a) => a.address);
+    const v4ok = v4.length > 0 && v4.every((a) => a === ipv4);
+    // An AAAA record is not required, but one that exists must be the new server's.
+    const v6ok = v6.every((a) => ipv6 !== undefined && normalise6(a) === normalise6(ipv6));
+    if (!v4ok || !v6ok) {
+        fail(
+            `DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ") || "nothing"}, not only to the new server (${[ipv4, ipv6].filter(Boolean).join(", ")}). ` +
+                `Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.`,
+        );
+    }
+    console.log(`DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ")}.`);
+}
+
+function normalise6(address) {
+    // Expand "::" so that 2001:db8::23 and 2001:db8:0:0:0:0:0:23 compare equal.
+    const [head, tail] = address.toLowerCase().split("::");
+    const h = head ? head.split(":") : [];
+    const t = tail !== undefined && tail !== "" ? tail.split(":") : [];
+    const fill = tail === undefined ? [] : Array(8 - h.length - t.length).fill("0");
+    return [...h, ...fill, ...t].map((p) => p.replace(/^0+(?=.)/, "")).join(":");
+}
+
+const [kind, ...args] = process.argv.slice(2);
+const gates = { scrapyd, rabbitmq, dns };
+if (!gates[kind]) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
+await gates[kind](...args);
