@@ -1,0 +1,68 @@
+// Every remote command gets the design's defaults, and the program itself runs nothing.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+// The CommonJS module object itself, so that its functions can be replaced for the test.
+const childProcess = require("node:child_process");
+import { mainConfig, withReplica } from "../support/fixtures";
+import { runProgram } from "../support/program";
+
+test("remote commands: no environment, no previous output in env, host key pinned", async () => {
+    const run = await runProgram(withReplica(mainConfig()));
+    const commands = run.resources.filter((r) => r.type.startsWith("command:"));
+    assert.ok(commands.length > 20);
+    for (const c of commands) {
+        assert.equal(c.inputs.environment, undefined, `${c.name}: environment is set`);
+        assert.equal(c.inputs.addPreviousOutputInEnv, false, `${c.name}: addPreviousOutputInEnv must be false`);
+        if (c.type === "command:remote:Command") {
+            assert.match(c.inputs.connection.hostKey, /^ssh-ed25519 /, `${c.name}: host key not pinned`);
+            assert.match(c.inputs.create, /^set -euo pipefail\n/, `${c.name}: create must start with set -euo pipefail`);
+        }
+    }
+});
+
+test("a missing host key is warned about, naming the key to set", async () => {
+    const config = mainConfig();
+    delete config.servers.docs.ssh.hostKey;
+    const warnings: string[] = [];
+    const log = require("@pulumi/pulumi/log");
+    const original = log.warn;
+    log.warn = (message: string) => {
+        warnings.push(message);
+        return Promise.resolve();
+    };
+    try {
+        await runProgram(config);
+    } finally {
+        log.warn = original;
+    }
+    assert.ok(warnings.some((w) => w.includes("data-support:servers.docs.ssh.hostKey")), warnings.join("\n"));
+});
+
+test("preview runs nothing: the program spawns no process and only registers resources", async () => {
+    const spawned: string[] = [];
+    const names = ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"] as const;
+    const originals = names.map((n) => (childProcess as any)[n]);
+    names.forEach((n) => {
+        (childProcess as any)[n] = (...args: unknown[]) => {
+            spawned.push(`${n} ${String(args[0])}`);
+            throw new Error("the program must not run processes");
+        };
+    });
+    const executed: string[] = [];
+    try {
+        const run = await runProgram(withReplica(mainConfig()), {
+            preview: true,
+            execute: async (r) => {
+                executed.push(r.name);
+                return { id: "", state: {} };
+            },
+        });
+        assert.ok(run.resources.length > 20);
+    } finally {
+        names.forEach((n, i) => ((childProcess as any)[n] = originals[i]));
+    }
+    assert.deepEqual(spawned, []);
+    // Under preview the mocks are asked to register (to plan), never to execute a command: the
+    // harness's executor runs nothing when preview is set (see test/support/harness.ts).
+    assert.ok(executed.length > 0);
+});
