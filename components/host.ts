@@ -86,7 +86,8 @@ export class Host {
 
     /** A remote command with the design's defaults. `name` must be unique in the stack. */
     command(name: string, spec: CommandSpec, opts: pulumi.CustomResourceOptions): command.remote.Command {
-        const prelude = sh`set -euo pipefail`;
+        // `cd /`: commands run as other users (runuser) must not start in root's home.
+        const prelude = sh`set -euo pipefail; cd /`;
         const withPrelude = (text: ShellText | undefined) => (text ? script(prelude, text).text : undefined);
         return new command.remote.Command(
             name,

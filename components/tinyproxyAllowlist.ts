@@ -41,7 +41,10 @@ export function renderTinyproxyConf(port: number, allow: AllowedEntry[]): string
         "Allow ::1",
     ];
     for (const entry of allow) {
-        lines.push(`# ${entry.comment}`, `Allow ${entry.address}`);
+        // Tinyproxy 1.11 reads an IPv6 Allow without a prefix length as a range that admits every
+        // IPv6 client (seen on the test hosts: an outsider got through); /128 admits exactly one.
+        const address = entry.address.includes(":") && !entry.address.includes("/") ? `${entry.address}/128` : entry.address;
+        lines.push(`# ${entry.comment}`, `Allow ${address}`);
     }
     lines.push('ViaProxyName "tinyproxy"', "ConnectPort 443", "ConnectPort 563", "");
     return lines.join("\n");

@@ -15,7 +15,7 @@ test("remote commands: no environment, no previous output in env, host key pinne
         assert.equal(c.inputs.addPreviousOutputInEnv, false, `${c.name}: addPreviousOutputInEnv must be false`);
         if (c.type === "command:remote:Command") {
             assert.match(c.inputs.connection.hostKey, /^ssh-ed25519 /, `${c.name}: host key not pinned`);
-            assert.match(c.inputs.create, /^set -euo pipefail\n/, `${c.name}: create must start with set -euo pipefail`);
+            assert.match(c.inputs.create, /^set -euo pipefail; cd \/\n/, `${c.name}: create must start with the strict prelude`);
         }
     }
 });

@@ -1,0 +1,96 @@
+// The executing harness: `pulumi up` of the real program against the test hosts. Each apply runs
+// index.ts under the SDK's mocks in a fresh process (apply.ts) and carries out every registered
+// resource as @pulumi/command would (remote.Command over SSH from the operator's namespace,
+// local.Command there too, RandomPassword for real), keeping a state file between applies so a
+// second config converges with the provider's update, replace and delete semantics.
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { spawnSync } from "node:child_process";
+import { REPO } from "./program";
+import type { ApplyRequest, ApplyResult, StepRecord } from "./apply";
+import { operatorCommand, STATE_DIR, type Testbed } from "../hosts/testbed";
+
+export type { ApplyResult, StepRecord };
+
+export class Harness {
+    private readonly dir: string;
+
+    constructor(readonly testbed: Testbed) {
+        this.dir = path.join(STATE_DIR, "harness");
+        fs.mkdirSync(this.dir, { recursive: true });
+    }
+
+    statePath(stack: string): string {
+        return path.join(this.dir, `state-${stack}.json`);
+    }
+
+    /** Forgets a stack's state (a fresh `pulumi stack init`). */
+    reset(stack: string): void {
+        fs.rmSync(this.statePath(stack), { force: true });
+    }
+
+    /** Applies `config` to the stack; never throws on a failed step: see result.ok and result.error. */
+    apply(config: Record<string, unknown>, options: { stack?: string; preview?: boolean; stackOutputs?: ApplyRequest["stackOutputs"] } = {}): ApplyResult {
+        const stack = options.stack ?? "main";
+        const request: ApplyRequest = {
+            config,
+            stack,
+            statePath: this.statePath(stack),
+            preview: options.preview ?? false,
+            operator: operatorCommand([]),
+            stackOutputs: options.stackOutputs,
+            scratchDir: path.join(this.dir, "scratch"),
+        };
+        const requestPath = path.join(this.dir, `request-${stack}.json`);
+        const resultPath = path.join(this.dir, `result-${stack}.json`);
+        fs.writeFileSync(requestPath, JSON.stringify(request));
+        fs.rmSync(resultPath, { force: true });
+        const child = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "apply.ts"), requestPath, resultPath], {
+            cwd: REPO,
+            encoding: "utf8",
+            maxBuffer: 256 * 1024 * 1024,
+        });
+        if (!fs.existsSync(resultPath)) throw new Error(`the harness itself failed (exit ${child.status}):\n${child.stderr}\n${child.stdout}`);
+        return JSON.parse(fs.readFileSync(resultPath, "utf8")) as ApplyResult;
+    }
+}
+
+/** Throws with the failing step's record (host, command, output) when the apply failed. */
+export function assertApplied(result: ApplyResult): ApplyResult {
+    if (!result.ok) throw new Error(`pulumi up failed: ${result.error}`);
+    return result;
+}
+
+/** The stack config of the test hosts, as a sysadmin would write it for these servers. */
+export function testbedConfig(tb: Testbed, overrides: Record<string, unknown> = {}): Record<string, any> {
+    const server = (name: "old" | "new" | "docs" | "replica") => ({
+        hostname: tb.hosts[name].hostname,
+        ipv4: tb.hosts[name].ipv4,
+        ipv6: tb.hosts[name].ipv6,
+        ssh: { user: "root", port: 22, hostKey: tb.hosts[name].hostKey },
+    });
+    return {
+        role: "main",
+        migrationId: "ocp04-to-ocp23",
+        servers: { oldMain: server("old"), newMain: server("new"), docs: server("docs") },
+        tinyproxy: { port: 8888, keep: [], checkUrl: tb.web.url },
+        postgres: { publicHostname: "postgres.kingfisher.open-contracting.org" },
+        incremental: {
+            crawls: [
+                { identifier: "DOMINICAN_REPUBLIC", spider: "dominican_republic_api", crawl_time: "2025-05-06", spider_arguments: "-a compile_releases=true" },
+                { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1 },
+            ],
+        },
+        gates: {
+            scrapyd: { url: tb.scrapyd.url, username: tb.scrapyd.username, password: tb.scrapyd.password },
+            rabbitmq: { url: tb.rabbitmq.url, username: tb.rabbitmq.username, password: tb.rabbitmq.password },
+            collectHostname: "collect.kingfisher.open-contracting.org",
+        },
+        ...overrides,
+    };
+}
+
+/** Whether the test hosts can run here (root, Linux namespaces). */
+export function canRunTestHosts(): boolean {
+    return process.getuid?.() === 0 && spawnSync("ip", ["netns", "list"]).status === 0;
+}
