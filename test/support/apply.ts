@@ -17,6 +17,8 @@ export interface ApplyRequest {
     stackOutputs?: Record<string, Record<string, unknown>>;
     /** A directory visible inside the operator's namespaces (for known_hosts files). */
     scratchDir: string;
+    /** The project as the operator's namespaces see it: local commands run there (the CLI runs them in the project directory). */
+    projectDir: string;
 }
 
 /** What the harness records for each resource it acted on. */
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
         const remote = r.type === "command:remote:Command";
         const argv = remote
             ? [...request.operator, ...sshArgv(inputs.connection, request.scratchDir), text]
-            : [...request.operator, "sh", "-c", `cd ${JSON.stringify(REPO)} && ${text}`];
+            : [...request.operator, "sh", "-c", `cd ${JSON.stringify(request.projectDir)} && ${text}`];
         const res = await exec(argv, stdin);
         const record: StepRecord = {
             urn: r.urn,

@@ -18,6 +18,9 @@ export class Harness {
     constructor(readonly testbed: Testbed) {
         this.dir = path.join(STATE_DIR, "harness");
         fs.mkdirSync(this.dir, { recursive: true });
+        // The work tree may live where the operator's namespace does not see it (its /tmp is
+        // private), so local commands run in a copy of the project's scripts under the state dir.
+        fs.cpSync(path.join(REPO, "scripts"), path.join(this.dir, "project", "scripts"), { recursive: true });
     }
 
     statePath(stack: string): string {
@@ -40,6 +43,7 @@ export class Harness {
             operator: operatorCommand([]),
             stackOutputs: options.stackOutputs,
             scratchDir: path.join(this.dir, "scratch"),
+            projectDir: path.join(this.dir, "project"),
         };
         const requestPath = path.join(this.dir, `request-${stack}.json`);
         const resultPath = path.join(this.dir, `result-${stack}.json`);
