@@ -4,8 +4,8 @@
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawn } from "node:child_process";
-import { REPO, runProgram, type Registered } from "./program";
+import { runArgv } from "../hosts/testbed";
+import { runProgram, type Registered } from "./program";
 
 export interface ApplyRequest {
     config: Record<string, unknown>;
@@ -54,21 +54,10 @@ interface StateEntry {
 }
 type State = Record<string, StateEntry>;
 
-function exec(argv: string[], input: string | undefined): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+async function exec(argv: string[], input: string | undefined): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
     const start = Date.now();
-    return new Promise((resolve, reject) => {
-        const child = spawn(argv[0], argv.slice(1), { cwd: REPO, stdio: ["pipe", "pipe", "pipe"] });
-        const out: Buffer[] = [];
-        const err: Buffer[] = [];
-        child.stdout.on("data", (b: Buffer) => out.push(b));
-        child.stderr.on("data", (b: Buffer) => err.push(b));
-        child.on("error", reject);
-        child.on("close", (code, signal) =>
-            resolve({ code: code ?? (signal ? 128 : 1), stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ms: Date.now() - start }),
-        );
-        child.stdin.on("error", () => undefined);
-        child.stdin.end(input ?? "");
-    });
+    const result = await runArgv(argv, input);
+    return { ...result, ms: Date.now() - start };
 }
 
 /** The ssh argv the provider's connection stands for: pinned host key, the agent, a jump host. */
