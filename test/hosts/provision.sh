@@ -15,17 +15,9 @@ readonly FQDN=$(hostname)
 readonly IPV4=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
 readonly IPV6=$(ip -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d/ -f1)
 
-# poll TRIES WHAT CMD...: readiness check with bounded retries, 0.1 s apart (never a bare sleep).
-poll() {
-  local tries=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < tries; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "provision $HOST: timed out waiting for $what" >&2
-  return 1
-}
+POLL_WHO="provision $HOST"
+# shellcheck source=poll.sh
+source "$BIN/poll.sh"
 port_open() { timeout 1 bash -c ": >/dev/tcp/$1/$2"; }
 psql_as_postgres() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 "$@"; }
 

@@ -38,17 +38,9 @@ readonly PRIVATE_DIRS=(
 die() { echo "testbed: $*" >&2; exit 1; }
 log() { [[ -n "${DS_VERBOSE:-}" ]] && echo "testbed: $*" >&2 || true; }
 
-# poll TRIES WHAT CMD...: readiness check with bounded retries, 0.1 s apart (never a bare sleep).
-poll() {
-  local tries=$1 what=$2 i
-  shift 2
-  for ((i = 0; i < tries; i++)); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "testbed: timed out waiting for $what" >&2
-  return 1
-}
+POLL_WHO="testbed"
+# shellcheck source=poll.sh
+source "$HERE/poll.sh"
 
 # ---------------------------------------------------------------------------------------------
 # preflight
@@ -335,7 +327,7 @@ up() {
   local t0=$SECONDS h
   install -d -m 755 "$STATE" "$STATE/bin" "$STATE/hosts"
   # The hosts run our scripts from the state dir, not from the work tree.
-  cp "$HERE"/testbed.sh "$HERE"/provision.sh "$HERE"/as-user.sh "$HERE"/*-standin* "$STATE/bin/"
+  cp "$HERE"/testbed.sh "$HERE"/provision.sh "$HERE"/poll.sh "$HERE"/as-user.sh "$HERE"/*-standin* "$STATE/bin/"
   chmod 755 "$STATE"/bin/*
   write_secrets
   # /data is a private mount point in each host; the machine has no /data, so make an empty one.
