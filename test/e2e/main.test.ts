@@ -49,10 +49,11 @@ test("tinyproxy admits the new server over IPv4 and IPv6, and answers 403 to an 
     assert.equal(await sh("outsider", proxy(tb.hosts.docs.ipv4)), "403");
 });
 
-// Open finding (issue 4): with Debian's tinyproxy 1.11.1, after the new server and the outsider
-// have both used the proxy, the outsider is admitted over IPv6 although no Allow line matches it;
-// alone, it gets 403. The test runs and reports, marked TODO, until the allowlist is fixed for it.
-test("tinyproxy answers 403 to an outsider over IPv6", { todo: "tinyproxy 1.11.1 admits an outsider over IPv6 after other clients (issue 4)" }, async () => {
+// Open finding (issue 4): Debian's tinyproxy 1.11.1 checks the ACL against a wrong client address
+// when IPv4 and IPv6 clients mix (upstream tinyproxy/tinyproxy#495), so after other clients the
+// outsider can be admitted over IPv6. The test runs and reports, marked TODO, until issue 4 decides
+// the remedy (a fixed tinyproxy, or the proxy on one address family).
+test("tinyproxy answers 403 to an outsider over IPv6", { todo: "tinyproxy 1.11.1 mixes up client addresses across IPv4/IPv6 (upstream #495; issue 4)" }, async () => {
     assert.equal(await sh("outsider", proxy(`[${tb.hosts.docs.ipv6}]`)), "403");
 });
 
