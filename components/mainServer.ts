@@ -73,7 +73,15 @@ export class MainServer extends pulumi.ComponentResource {
         // 1. Dependencies: tinyproxy admits the new server (proven from it); the replica, if any.
         const proxy = new TinyproxyAllowlist(
             `${name}-tinyproxy`,
-            { docs, port: cfg.tinyproxy.port, configPath: cfg.tinyproxy.configPath, allow, client: newMain, checkUrl: cfg.tinyproxy.checkUrl },
+            {
+                docs,
+                port: cfg.tinyproxy.port,
+                configPath: cfg.tinyproxy.configPath,
+                guardPath: cfg.tinyproxy.configPath.replace(/[^/]+$/, "data-support-ipv6-guard.nft"),
+                allow,
+                client: newMain,
+                checkUrl: cfg.tinyproxy.checkUrl,
+            },
             { parent: this, dependsOn: inherited },
         );
         let replication: ReplicationSource | undefined;

@@ -15,6 +15,8 @@ export interface TinyproxyAllowlistArgs {
     docs: Host;
     port: number;
     configPath: string;
+    /** Where the IPv6 guard's nft ruleset is kept (loaded again whenever tinyproxy starts). */
+    guardPath: string;
     /** In order: loopback is always first, then these. */
     allow: AllowedEntry[];
     /** Proven admitted: a request through the proxy from this host must succeed. */
@@ -50,8 +52,45 @@ export function renderTinyproxyConf(port: number, allow: AllowedEntry[]): string
     return lines.join("\n");
 }
 
+/** The nftables table that guards the proxy port over IPv6 (see renderIpv6Guard). */
+export const GUARD_TABLE = "data_support_tinyproxy";
+
+/**
+ * An nftables ruleset that lets only the allowed IPv6 addresses (and ::1) reach the proxy port.
+ * Why: Debian 12's tinyproxy 1.11.1 checks its ACL against a wrong client address for the first
+ * IPv6 connection after an IPv4 one (upstream tinyproxy/tinyproxy#495, fixed in 1.11.2): accept()
+ * keeps the IPv4 address length, so half of the IPv6 address is left over from the previous client.
+ * Seen on the test hosts: an outsider in the same /64 was admitted. IPv4 is not affected, so
+ * tinyproxy's own Allow list stays the access control there (outsiders get HTTP 403); over IPv6 an
+ * address off the list is refused at the port. The ruleset replaces the whole table in one
+ * transaction (`nft -f`), so there is no moment without a guard.
+ */
+export function renderIpv6Guard(port: number, allow: AllowedEntry[]): string {
+    const v6 = ["::1", ...allow.map((a) => a.address).filter((a) => a.includes(":"))];
+    return [
+        "# Managed by data-support (Pulumi): edit the stack config, not this file.",
+        `table inet ${GUARD_TABLE}`,
+        `delete table inet ${GUARD_TABLE}`,
+        `table inet ${GUARD_TABLE} {`,
+        "    set allowed6 {",
+        "        type ipv6_addr",
+        "        flags interval",
+        `        elements = { ${v6.join(", ")} }`,
+        "    }",
+        "    chain input {",
+        "        type filter hook input priority filter - 10; policy accept;",
+        `        meta nfproto ipv6 tcp dport ${port} ip6 saddr != @allowed6 reject with tcp reset`,
+        "    }",
+        "}",
+        "",
+    ].join("\n");
+}
+
+const sha256 = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
+
 export class TinyproxyAllowlist extends pulumi.ComponentResource {
     readonly config: string;
+    readonly guard: string;
     /** The proof: the HTTP status the new server got through the proxy. */
     readonly proof: pulumi.Output<string>;
 
@@ -59,27 +98,64 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
         super("data-support:tinyproxy:TinyproxyAllowlist", name, {}, opts);
         const inherited = inheritedDependsOn(opts);
         this.config = renderTinyproxyConf(args.port, args.allow);
-        const expected = 2 + args.allow.length;
-        // The new file is checked, then moved into place in one rename; tinyproxy restarts only
-        // when the file changed. The previous file is kept as .bak for a manual rollback.
+        this.guard = renderIpv6Guard(args.port, args.allow);
+        const host = args.docs.hostname;
+
+        // The IPv6 guard goes first, so the proxy never listens unguarded. A systemd drop-in loads
+        // it again whenever tinyproxy starts (after a reboot, say).
+        const dropIn = "/etc/systemd/system/tinyproxy.service.d/data-support-ipv6-guard.conf";
+        const installGuard = script(
+            sh`command -v nft >/dev/null || { echo ${`${host}: nft is missing; install Debian's nftables package on ${host} (it guards tinyproxy over IPv6), then run pulumi up again`} >&2; exit 1; }`,
+            sh`path=${args.guardPath}`,
+            sh`tmp=$(mktemp "$path.XXXXXX")`,
+            sh`trap 'rm -f "$tmp"' EXIT`,
+            sh`cat > "$tmp"`,
+            sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(this.guard)} || { echo ${`${host}: the IPv6 guard arrived incomplete; nothing was changed`} >&2; exit 1; }`,
+            // nft -c parses and checks the ruleset against the kernel without applying it.
+            sh`nft -c -f "$tmp"`,
+            sh`chmod 0644 "$tmp"; mv "$tmp" "$path"`,
+            sh`nft -f "$path"`,
+            sh`mkdir -p ${dropIn.replace(/\/[^/]+$/, "")}`,
+            sh`printf '%s\n' '[Service]' ${`ExecStartPre=/usr/sbin/nft -f ${args.guardPath}`} > ${dropIn}`,
+            sh`if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi`,
+            sh`echo ${`tinyproxy IPv6 guard: ${args.allow.filter((a) => a.address.includes(":")).length} address(es) and ::1 admitted`}`,
+        );
+        const removeGuard = script(
+            sh`nft delete table inet ${GUARD_TABLE} 2>/dev/null || true`,
+            sh`rm -f ${args.guardPath} ${dropIn}`,
+            sh`if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi`,
+        );
+        const guard = args.docs.command(
+            `${name}-ipv6-guard`,
+            { create: installGuard, update: installGuard, delete: removeGuard, stdin: this.guard },
+            { parent: this, dependsOn: inherited },
+        );
+
+        // The new file is checked (complete, as rendered), then moved into place in one rename;
+        // tinyproxy restarts only when the file changed. If it does not come back, the previous
+        // file is put back and restarted, and the step fails naming the host.
         const install = script(
             sh`path=${args.configPath}`,
             sh`tmp=$(mktemp "$path.XXXXXX")`,
             sh`trap 'rm -f "$tmp"' EXIT`,
             sh`cat > "$tmp"`,
-            sh`test "$(grep -c '^Allow ' "$tmp")" -eq ${expected} || { echo "tinyproxy config check failed: expected ${expected} Allow lines" >&2; exit 1; }`,
-            sh`grep -qx ${`Port ${args.port}`} "$tmp" || { echo "tinyproxy config check failed: no Port line" >&2; exit 1; }`,
+            sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(this.config)} || { echo ${`${host}: the tinyproxy config arrived incomplete; nothing was changed`} >&2; exit 1; }`,
             sh`if cmp -s "$tmp" "$path"; then echo "tinyproxy: allowlist unchanged"; exit 0; fi`,
             sh`chmod 0644 "$tmp"`,
             sh`if [ -e "$path" ]; then cp -p "$path" "$path.bak"; fi`,
             sh`mv "$tmp" "$path"`,
             sh`service tinyproxy restart`,
+            sh`listening() { for _ in $(seq 50); do if ss -Hltn ${`sport = :${args.port}`} | grep -q .; then return 0; fi; sleep 0.2; done; return 1; }`,
+            sh`if ! listening; then
+  if [ -e "$path.bak" ]; then mv "$path.bak" "$path"; service tinyproxy restart || true; fi
+  echo ${`${host}: tinyproxy did not start with the new config; the previous config was put back. See /var/log/tinyproxy/tinyproxy.log on ${host}.`} >&2; exit 1
+fi`,
             sh`echo "tinyproxy: allowlist changed and restarted"`,
         );
         const allowlist = args.docs.command(
             `${name}-config`,
             { create: install, update: install, stdin: this.config },
-            { parent: this, dependsOn: inherited },
+            { parent: this, dependsOn: [...inherited, guard] },
         );
         // Proof from the client through the proxy. It runs again whenever the config changes.
         const proxyUrl = `http://${args.docs.hostname}:${args.port}`;
@@ -89,7 +165,7 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
                 create: sh`code=$(curl -sS -o /dev/null -w '%{http_code}' --max-time 30 --retry 5 --retry-connrefused --retry-delay 1 -x ${proxyUrl} ${args.checkUrl})
 if [ "$code" = 403 ]; then echo ${`${args.client.hostname} is not admitted by tinyproxy on ${args.docs.hostname} (HTTP 403)`} >&2; exit 1; fi
 case "$code" in 2??|3??) echo "through ${proxyUrl}: HTTP $code";; *) echo ${`${args.checkUrl} through ${proxyUrl} answered HTTP`} "$code" >&2; exit 1;; esac`,
-                triggers: [crypto.createHash("sha256").update(this.config).digest("hex")],
+                triggers: [sha256(this.config + this.guard)],
             },
             { parent: this, dependsOn: [...inherited, allowlist] },
         );
