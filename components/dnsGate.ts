@@ -19,7 +19,12 @@ export class DnsGate extends pulumi.ComponentResource {
         const inherited = inheritedDependsOn(opts);
         const check = localCommand(
             `${name}-dns`,
-            { create: sh`node scripts/gate.mjs dns ${args.hostname} ${args.target.addresses}` },
+            {
+                create: sh`node scripts/gate.mjs dns ${args.hostname} ${args.target.addresses}`,
+                gate:
+                    `${args.hostname} resolves, as the operator's machine sees it, to ${args.target.ipv4} only` +
+                    (args.target.ipv6 ? `, and any AAAA record to ${args.target.ipv6}` : `, with no AAAA record`),
+            },
             { parent: this, dependsOn: inherited },
         );
         this.passed = [check];

@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { ServerConfig } from "./config";
+import { noteForRunbook } from "./runbookNotes";
 import { sh, ShellText, script } from "./shell";
 
 export interface HostSettings {
@@ -116,6 +117,7 @@ export class Host {
      */
     oneOff(name: string, step: string, body: ShellText, opts: pulumi.CustomResourceOptions, extra: Omit<CommandSpec, "create"> = {}): command.remote.Command {
         const marker = `${this.migrationDir}/${step}.done`;
+        noteForRunbook(name, { kind: "one-off", step, marker });
         const create = script(
             sh`marker=${marker}`,
             sh`if [ -e "$marker" ]; then echo ${`${step}: already done on ${this.hostname} at`} "$(cat "$marker")"; exit 0; fi`,

@@ -29,12 +29,20 @@ export class JobsGate extends pulumi.ComponentResource {
         const inherited = inheritedDependsOn(opts);
         const crawls = localCommand(
             `${name}-scrapyd`,
-            { create: sh`node scripts/gate.mjs scrapyd ${args.scrapyd.url} ${args.scrapyd.project}`, stdin: credentials(args.scrapyd) },
+            {
+                create: sh`node scripts/gate.mjs scrapyd ${args.scrapyd.url} ${args.scrapyd.project}`,
+                stdin: credentials(args.scrapyd),
+                gate: `no Scrapyd job of project ${args.scrapyd.project} is running or pending at ${args.scrapyd.url}`,
+            },
             { parent: this, dependsOn: inherited },
         );
         const queues = localCommand(
             `${name}-rabbitmq`,
-            { create: sh`node scripts/gate.mjs rabbitmq ${args.rabbitmq.url} ${args.rabbitmq.vhost}`, stdin: credentials(args.rabbitmq) },
+            {
+                create: sh`node scripts/gate.mjs rabbitmq ${args.rabbitmq.url} ${args.rabbitmq.vhost}`,
+                stdin: credentials(args.rabbitmq),
+                gate: `every RabbitMQ queue in vhost ${args.rabbitmq.vhost} at ${args.rabbitmq.url} is empty (a queue whose count is unknown counts as busy)`,
+            },
             { parent: this, dependsOn: [...inherited, crawls] },
         );
         this.passed = [queues];

@@ -2,6 +2,7 @@
 // (local.Command), like the runbook's "check ... at https://..." steps in a browser.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import { noteForRunbook } from "./runbookNotes";
 import type { ShellText } from "./shell";
 
 export interface LocalSpec {
@@ -9,10 +10,13 @@ export interface LocalSpec {
     /** Secrets go here, never in command text. */
     stdin?: pulumi.Input<string>;
     triggers?: pulumi.Input<unknown[]>;
+    /** For a gate: what must hold for the run to go on, in words (shown by the offline runbook). */
+    gate?: string;
 }
 
 /** A local command with the design's defaults; run from the project directory. */
 export function localCommand(name: string, spec: LocalSpec, opts: pulumi.CustomResourceOptions): command.local.Command {
+    if (spec.gate) noteForRunbook(name, { kind: "gate", condition: spec.gate });
     return new command.local.Command(
         name,
         {

@@ -3,27 +3,13 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { mainConfig, withReplica } from "../support/fixtures";
 import { runProgram } from "../support/program";
-import { Graph } from "../support/graph";
+import { Graph } from "../../scripts/graph";
+import { PRESYNC as PRESYNC_STAGE, SEQUENCES } from "../../scripts/sequence";
 
-// The documented sequence, as one list: [step, the resources (by name) that carry it out].
-// Each step must wait for every resource of every step before it.
-const DOCUMENTED: [string, RegExp][] = [
-    ["1 dependencies: tinyproxy admits the new server (proven), the replica is admitted", /^data-support-(tinyproxy|replication)-/],
-    ["2 halt: docker uid check, new server's crons, old server's backups, crons and apps", /^data-support-halt-/],
-    ["3 gates: no Scrapyd job, no RabbitMQ message", /^data-support-gates-/],
-    ["4 docker apps: migrations, then pull and start", /^data-support-docker-/],
-    ["5 DNS of the collect hostname points at the new server", /^data-support-collect-dns-/],
-    ["5 deploy the spiders", /^data-support-spiders-/],
-    ["6 stop the incremental crons on the old server", /^data-support-incremental-copy-stop-old-crons$/],
-    ["6 copy kingfisher_collect, data/ and logs/, verified", /^data-support-incremental-copy-(database|files)$/],
-    ["6 the incremental crons run on the new server", /^data-support-crawls-/],
-    ["7 copy exchange_rates, verified", /^data-support-exchange-rates-/],
-    ["revoke the transfer key", /^data-support-transfer-revoke$/],
-    ["8 restore the exchange-rates cron and backups on the new server", /^data-support-restore-/],
-];
-// Not in the runbook: the transfer key and a first copy of data/ and logs/ while the old
-// server is still live (so the copy after the halt is short). After step 1, before step 6's copy.
-const PRESYNC = /^data-support-(transfer-(keypair|grant)|incremental-copy-presync)$/;
+// The documented sequence (scripts/sequence.ts), labelled "<step> <what>". Each stage must wait
+// for every resource of every stage before it; the pre-sync is placed by its own dependencies.
+const DOCUMENTED: [string, RegExp][] = SEQUENCES.main.stages.map((s) => [`${s.step} ${s.what}`, s.names]);
+const PRESYNC = PRESYNC_STAGE.names;
 
 for (const [label, config] of [
     ["without a replica", mainConfig()],
