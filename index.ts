@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig, type MainConfig, type ReplicaConfig } from "./components/config";
 import { Host } from "./components/host";
 import { MainServer } from "./components/mainServer";
-import { ReplicaServer } from "./components/replicaServer";
+import { ReplicaServer, type ReplicaServerArgs } from "./components/replicaServer";
 
 // Validated before any resource is registered: bad config ends here with one message.
 const cfg = loadStackConfig(pulumi.runtime.allConfig());
@@ -28,22 +28,32 @@ function mainOutputs(cfg: MainConfig) {
     };
 }
 
+/** What the replica needs of the main: from explicit config, or the main stack's outputs. */
+function mainSource(cfg: ReplicaConfig): ReplicaServerArgs["main"] {
+    if (cfg.main) {
+        const m = cfg.main;
+        return { hostname: m.hostname, ipv4: m.ipv4, role: m.role, slot: m.slot, password: pulumi.secret(m.password), maxWorkerProcesses: String(m.maxWorkerProcesses) };
+    }
+    const mainStack = new pulumi.StackReference(cfg.mainStack);
+    const server = mainStack.requireOutput("newServer") as pulumi.Output<{ hostname: string; ipv4: string }>;
+    const replication = mainStack.getOutput("replication").apply((r) => {
+        if (!r) throw new Error(`${cfg.mainStack} has no replication output: add servers.replica to the main stack's config and run pulumi up -s main first`);
+        return r as { role: string; slot: string; password: string; maxWorkerProcesses: string };
+    });
+    return {
+        hostname: server.hostname,
+        ipv4: server.ipv4,
+        role: replication.role,
+        slot: replication.slot,
+        password: pulumi.secret(replication.password),
+        maxWorkerProcesses: replication.maxWorkerProcesses,
+    };
+}
+
 function replicaOutputs(cfg: ReplicaConfig) {
     const settings = { stateDir: cfg.paths.stateDir, migrationId: cfg.migrationId, privateKey: cfg.ssh.privateKey, agentSocketPath: cfg.ssh.agentSocketPath };
     const replica = new Host("replica", cfg.servers.replica, settings);
-    const mainStack = new pulumi.StackReference(cfg.mainStack);
-    const server = new ReplicaServer("data-support-replica", {
-        replica,
-        pgVersion: cfg.postgres.version,
-        main: {
-            hostname: mainStack.requireOutput("newServer").apply((s) => (s as { hostname: string }).hostname),
-            ipv4: mainStack.requireOutput("newServer").apply((s) => (s as { ipv4: string }).ipv4),
-            role: mainStack.requireOutput("replication").apply((r) => (r as { role: string }).role),
-            slot: mainStack.requireOutput("replication").apply((r) => (r as { slot: string }).slot),
-            password: pulumi.secret(mainStack.requireOutput("replication").apply((r) => (r as { password: string }).password)),
-            maxWorkerProcesses: mainStack.requireOutput("replication").apply((r) => (r as { maxWorkerProcesses: string }).maxWorkerProcesses),
-        },
-    });
+    const server = new ReplicaServer("data-support-replica", { replica, pgVersion: cfg.postgres.version, main: mainSource(cfg) });
     return { replica: { hostname: replica.hostname, ipv4: replica.ipv4, ipv6: replica.ipv6 ?? "" }, status: server.status };
 }
 

@@ -18,6 +18,7 @@ export const CONFIG_KEYS = [
     "gates",
     "paths",
     "mainStack",
+    "main",
 ] as const;
 
 const hostnameRe = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -40,7 +41,9 @@ const httpUrl = z
     .string()
     .url("must be a URL")
     .refine((u) => /^https?:\/\//.test(u), "must start with http:// or https://")
-    .refine((u) => !/[\s'"`$\\]/.test(u), "must not contain spaces, quotes, '$', '`' or '\\'");
+    .refine((u) => !/[\s'"`$\\]/.test(u), "must not contain spaces, quotes, '$', '`' or '\\'")
+    // The URL is command text: a user:password@ in it would show wherever the command does.
+    .refine((u) => !/^https?:\/\/[^/?#]*@/.test(u), "must not contain a user or password (user:password@); set username and password instead");
 
 const sshSchema = z.strictObject({
     user: unixUser.default("root"),
@@ -49,7 +52,7 @@ const sshSchema = z.strictObject({
     // A bastion to reach the server through (ProxyJump).
     jumpHost: z
         .strictObject({
-            host: hostname.or(z.ipv4()).or(z.ipv6()),
+            host: z.union([hostname, z.ipv4(), z.ipv6()], { error: "must be a lower-case DNS name or an IP address" }),
             port: z.number().int().min(1).max(65535).default(22),
             user: unixUser.default("root"),
             hostKey: hostKey.optional(),
@@ -66,7 +69,7 @@ const serverSchema = z.strictObject({
 
 const allowedAddress = z.strictObject({
     address: z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], { error: "must be an IPv4 or IPv6 address or CIDR range" }),
-    comment: z.string().regex(/^[^\n#]{1,200}$/, "must be one line without '#' naming what uses the proxy"),
+    comment: z.string().regex(/^[^\n\r\0\u0085\u2028\u2029#]{1,200}$/, "must be one line without '#' naming what uses the proxy"),
 });
 
 // Spider arguments: either the pillar's string form ("-a key=value -a key2=value2") or a mapping.
@@ -76,14 +79,14 @@ const spiderArguments = z
     .union([
         z.string().transform((s, ctx) => parsePairs(s, "-a", argKey, ctx)),
         z.record(z.string().regex(argKey, "keys must be snake case"), z.string().refine((v) => !/[\n\0]/.test(v), "must be one line")),
-    ])
+    ], { error: "must be '-a key=value' pairs or a mapping of snake case keys to one-line strings" })
     .default({});
 const settingKey = /^[A-Z][A-Z0-9_]*$/;
 const scrapySettings = z
     .union([
         z.string().transform((s, ctx) => parsePairs(s, "-s", settingKey, ctx)),
         z.record(z.string().regex(settingKey, "keys must be Scrapy setting names (upper case)"), z.string().refine((v) => !/[\n\0]/.test(v), "must be one line")),
-    ])
+    ], { error: "must be '-s key=value' pairs or a mapping of Scrapy setting names to one-line strings" })
     .default({});
 
 function parsePairs(text: string, flag: string, keyRe: RegExp, ctx: z.RefinementCtx): Record<string, string> {
@@ -127,7 +130,10 @@ const mainFields = {
         ssh: z
             .strictObject({
                 // Operators use their SSH agent; a private key is the exception, and then a secret.
-                privateKey: z.string().regex(/^-----BEGIN [A-Z ]*PRIVATE KEY-----/, "must be a PEM/OpenSSH private key").optional(),
+                privateKey: z
+                    .string()
+                    .regex(/^-----BEGIN ([A-Z ]*)PRIVATE KEY-----\r?\n[\s\S]+\n-----END \1PRIVATE KEY-----\s*$/, "must be a whole PEM/OpenSSH private key, BEGIN to END line")
+                    .optional(),
                 agentSocketPath: absolutePath.optional(),
             })
             .default({}),
@@ -211,6 +217,7 @@ const mainFields = {
 
 const mainSchema = z
     .strictObject(mainFields)
+    // Across keys, so only once each key is valid: a bad app name is not also "missing from apps".
     .superRefine((cfg, ctx) => {
         const seen = new Map<string, number>();
         cfg.incremental.crawls.forEach((crawl, i) => {
@@ -239,7 +246,7 @@ const mainSchema = z
                 ctx.addIssue({ code: "custom", path: ["docker", "apps"], message: `must include '${app}' (used by docker.migrations or docker.exchangeRatesApp)` });
             }
         }
-    });
+    }, { when: (payload) => payload.issues.length === 0 });
 
 // The replica stack needs only the replica, how to reach the main stack, and PostgreSQL's version.
 const replicaSchema = z.strictObject({
@@ -249,11 +256,23 @@ const replicaSchema = z.strictObject({
     ssh: mainFields.ssh,
     postgres: z.strictObject({ version: z.number().int().min(12).max(18).default(15) }).default({ version: 15 }),
     paths: mainFields.paths,
-    // The replica stack reads the main stack through this StackReference.
+    // The replica stack reads the main stack through this StackReference...
     mainStack: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be organization/project/stack").default("organization/data-support/main"),
+    // ...unless the main stack lives elsewhere: then its outputs are given here.
+    main: z
+        .strictObject({
+            hostname,
+            ipv4: z.ipv4("must be an IPv4 address"),
+            role: pgRole.default("replica"),
+            slot: z.string().regex(/^[a-z0-9_]{1,63}$/, "must be lower case, digits and _").default("replica1"),
+            password: secretString,
+            maxWorkerProcesses: z.number().int().min(1).max(262143),
+        })
+        .optional(),
 });
 
-const stackSchema = z.discriminatedUnion("role", [mainSchema, replicaSchema], { error: "must be 'main' or 'replica'" });
+// Exported for the tests, which enumerate every key of it (test/unit/badConfig.property.test.ts).
+export const stackSchema = z.discriminatedUnion("role", [mainSchema, replicaSchema], { error: "must be 'main' or 'replica'" });
 
 export type StackConfig = z.output<typeof stackSchema>;
 export type MainConfig = z.output<typeof mainSchema>;
@@ -262,7 +281,7 @@ export type ServerConfig = z.output<typeof serverSchema>;
 export type Crawl = z.output<typeof crawlSchema>;
 
 /** Keys whose values are secrets: never in command text or plain outputs. */
-export const SECRET_PATHS = ["ssh.privateKey", "gates.scrapyd.password", "gates.rabbitmq.password"] as const;
+export const SECRET_PATHS = ["ssh.privateKey", "gates.scrapyd.password", "gates.rabbitmq.password", "main.password"] as const;
 
 export class ConfigError extends Error {
     constructor(readonly problems: string[]) {
@@ -294,9 +313,19 @@ export function parseStackConfig(raw: Record<string, unknown>): StackConfig {
             problems.push(`${PROJECT}:${key}: unknown key; expected one of ${CONFIG_KEYS.join(", ")}`);
         }
     }
-    const result = stackSchema.safeParse(raw);
+    // reportInput: zod leaves `input` out of issues otherwise, and every wrong type read "is required".
+    const result = stackSchema.safeParse(raw, { reportInput: true });
     if (!result.success) {
         for (const issue of result.error.issues) {
+            if (issue.code === "unrecognized_keys") {
+                // zod names the object; name each key (top-level ones not in CONFIG_KEYS are listed above).
+                for (const key of issue.keys) {
+                    if (issue.path.length > 0 || (CONFIG_KEYS as readonly string[]).includes(key)) {
+                        problems.push(`${keyPath([...issue.path, key])}: unknown key${issue.path.length === 0 ? ` for a '${String(raw.role)}' stack` : ""}; check its spelling, or remove it`);
+                    }
+                }
+                continue;
+            }
             const message = issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
             problems.push(`${keyPath(issue.path)}: ${message}`);
         }
@@ -314,7 +343,17 @@ export function loadStackConfig(all: Record<string, string>): StackConfig {
     for (const [fullKey, text] of Object.entries(all)) {
         if (!fullKey.startsWith(`${PROJECT}:`)) continue;
         const key = fullKey.slice(PROJECT.length + 1);
-        raw[key] = /^\s*[[{]/.test(text) ? JSON.parse(text) : text;
+        raw[key] = /^\s*[[{]/.test(text) ? jsonOrText(text) : text;
     }
     return parseStackConfig(raw);
+}
+
+// A plain value may start with '[' or '{' too: if it is not JSON, the schema judges it as text
+// (and names its key), instead of a bare SyntaxError.
+function jsonOrText(text: string): unknown {
+    try {
+        return JSON.parse(text);
+    } catch {
+        return text;
+    }
 }

@@ -54,7 +54,12 @@ export class ReplicationSource extends pulumi.ComponentResource {
             sh`tmp=$(mktemp ${`${hba}.XXXXXX`})`,
             sh`awk -v b=${begin} -v e=${end} '$0 == b { skip = 1 } !skip { print } $0 == e { skip = 0 }' ${hba} > "$tmp"`,
             sh`chown postgres:postgres "$tmp"; chmod 0640 "$tmp"; mv "$tmp" ${hba}; pg_ctlcluster ${cluster.split(" ")} reload`,
-            sh`printf '%s\\n' ${`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${args.slot}' AND NOT active;`} ${`DROP ROLE IF EXISTS ${args.role};`} | ${psql}`,
+            // pg_hba is read at connect time only: end the replica's running connections, so the
+            // slot is released (the replica cannot connect again) and can be dropped.
+            sh`${psql} -c ${`SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE usename = '${args.role}'`} >/dev/null`,
+            sh`for _ in $(seq 50); do busy=$(${psql} -At -c ${`SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${args.slot}' AND active`}); [ "$busy" = 0 ] && break; sleep 0.2; done`,
+            sh`printf '%s\\n' ${`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${args.slot}';`} ${`DROP ROLE IF EXISTS ${args.role};`} | ${psql}`,
+            sh`echo ${`replication: role ${args.role} and slot ${args.slot} removed; pg_hba no longer admits ${args.replica.hostname}`}`,
         );
         const source = args.main.command(
             `${name}-source`,

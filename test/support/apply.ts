@@ -96,9 +96,6 @@ async function main(): Promise<void> {
     let order = 0;
     let failure: string | undefined;
     const replaced: [string, StateEntry][] = [];
-    process.on("unhandledRejection", (e) => {
-        failure ??= String((e as Error)?.message ?? e);
-    });
 
     const runCommand = async (r: Registered | StateEntry & { urn: string }, text: string, action: StepRecord["action"], stdin: string | undefined) => {
         const inputs = r.inputs;
@@ -133,6 +130,11 @@ async function main(): Promise<void> {
     let inFlight = 0;
     let settleFailed: () => void = () => undefined;
     const failedAndIdle = new Promise<undefined>((resolve) => (settleFailed = () => resolve(undefined)));
+    // A program error outside any resource (an output that throws) fails the run like the engine.
+    process.on("unhandledRejection", (e) => {
+        failure ??= String((e as Error)?.message ?? e);
+        if (inFlight === 0) settleFailed();
+    });
     const keepAlive = setInterval(() => undefined, 1000);
     let run;
     try {
