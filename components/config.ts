@@ -110,6 +110,8 @@ const crawlSchema = z.strictObject({
     crawl_time: z.iso.date("must be a real date YYYY-MM-DD, e.g. '2025-05-06'"),
     spider_arguments: spiderArguments,
     cardinal: z.boolean().default(false),
+    // ocdscardinal's settings (INI text) for this spider; only with cardinal: true.
+    cardinal_settings: z.string().max(65536, "must be at most 64 KiB").refine((v) => !v.includes("\0"), "must not hold NUL bytes").optional(),
     users: z.array(pgRole).default([]),
     day: z.number().int().min(1, "must be 1 to 28").max(28, "must be 1 to 28").optional(),
     settings: scrapySettings,
@@ -225,6 +227,11 @@ const mainSchema = z
                 ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "identifier"], message: `duplicates crawls[${seen.get(crawl.identifier)}]; identifiers must be unique` });
             }
             seen.set(crawl.identifier, i);
+        });
+        cfg.incremental.crawls.forEach((crawl, i) => {
+            if (crawl.cardinal_settings !== undefined && !crawl.cardinal) {
+                ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "cardinal_settings"], message: "is set but cardinal is not true; set cardinal: true or remove it" });
+            }
         });
         const spiders = new Map<string, number>();
         cfg.incremental.crawls.forEach((crawl, i) => {

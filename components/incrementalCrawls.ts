@@ -7,6 +7,7 @@ import { inheritedDependsOn } from "./dependencies";
 import type { Crawl } from "./config";
 import type { Host } from "./host";
 import { INCREMENTAL_CRON_PATTERN } from "./incrementalCopy";
+import { managedFile } from "./managedFile";
 import { sh, script } from "./shell";
 
 export const MAILTO = "sysadmin@open-contracting.org";
@@ -48,19 +49,114 @@ export function scrapyArgs(crawl: Crawl, home: string, database: string): string
     ];
 }
 
+/** Where a crawl's files live on the server. */
+export function crawlPaths(crawl: Crawl, home: string) {
+    return {
+        script: `${home}/bin/${crawl.spider}.sh`,
+        // Spider names hold no '.', so these never collide with another spider's script.
+        cardinalScript: `${home}/bin/${crawl.spider}.cardinal.sh`,
+        cardinalSettings: `${home}/cardinal/${crawl.spider}.ini`,
+        cardinalResultSql: `${home}/cardinal/${crawl.spider}.result.sql`,
+        cardinalScratch: `${home}/cardinal/scratch`,
+    };
+}
+
+/** The tables that hold a crawl's data: the spider's own, and cardinal's when it is set. */
+export function crawlTables(crawl: Crawl): string[] {
+    return crawl.cardinal ? [crawl.spider, `${crawl.spider}_clean`, `${crawl.spider}_result`] : [crawl.spider];
+}
+
+const sqlList = (names: string[]) => names.map((n) => `'${n}'`).join(", ");
+
+/**
+ * SQL (for psql, with \gexec) that grants SELECT on those of `tables` that exist to `roles`.
+ * Names are validated identifiers (config.ts) and are quoted again by format('%I').
+ */
+export function grantSql(tables: string[], roles: string[]): string {
+    return `SELECT format('GRANT SELECT ON %I TO %I', c.relname, r) FROM pg_class c, unnest(ARRAY[${sqlList(roles)}]::text[]) r WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(tables)}) ORDER BY 1 \\gexec`;
+}
+
 /** bin/<spider>.sh: every value is quoted by the shell helper. */
 export function renderCrawlScript(crawl: Crawl, args: { home: string; database: string; proxyUrl: string }): string {
     const logDir = `${args.home}/logs/${crawl.spider}`;
-    return script(
+    const paths = crawlPaths(crawl, args.home);
+    const lines = [
         sh`#!/bin/sh`,
         sh`# Managed by data-support (Pulumi): ${cronId(crawl)}. Edit the stack config, not this file.`,
         sh`set -eu`,
-        sh`export http_proxy=${args.proxyUrl} https_proxy=${args.proxyUrl}`,
+        sh`export http_proxy=${args.proxyUrl} https_proxy=${args.proxyUrl} no_proxy=localhost`,
         sh`cd ${`${args.home}/kingfisher-collect`}`,
         sh`log_dir=${logDir}/$(date +%Y)`,
         sh`mkdir -p "$log_dir"`,
-        sh`exec ./.ve/bin/scrapy ${scrapyArgs(crawl, args.home, args.database)} --logfile="$log_dir/$(date +%Y-%m-%d).log"`,
-    ).text + "\n";
+        sh`./.ve/bin/scrapy ${scrapyArgs(crawl, args.home, args.database)} --logfile="$log_dir/$(date +%Y-%m-%d).log"`,
+    ];
+    if (crawl.users.length > 0) {
+        // Read access for `users`: the crawl creates the spider's table on its first run, so the
+        // grant is applied after every crawl, to exactly this crawl's tables. Default privileges
+        // (ALTER DEFAULT PRIVILEGES) would also cover later tables, but of every spider: too wide.
+        lines.push(
+            sh`printf '%s\\n' ${grantSql([crawl.spider], crawl.users)} | psql -X -q -v ON_ERROR_STOP=1 -d ${databaseUrl(args.database)}`,
+        );
+    }
+    if (crawl.cardinal) lines.push(sh`${paths.cardinalScript}`);
+    return script(...lines).text + "\n";
+}
+
+export function databaseUrl(database: string): string {
+    return `postgresql://${database}@localhost:5432/${database}`;
+}
+
+/**
+ * bin/<spider>.cardinal.sh, after the deploy repository's cardinal.sh: export the spider's data,
+ * run ocdscardinal (prepare, then indicators), reload <spider>_clean, then the result-table SQL
+ * (which holds the grants, so tables recreated here are readable again at once).
+ */
+export function renderCardinalScript(crawl: Crawl, args: { home: string; database: string }): string {
+    const p = crawlPaths(crawl, args.home);
+    const spider = crawl.spider;
+    const psql = sh`psql -X -q -v ON_ERROR_STOP=1 -d ${databaseUrl(args.database)}`;
+    return (
+        script(
+            sh`#!/bin/sh`,
+            sh`# Managed by data-support (Pulumi): cardinal step of ${cronId(crawl)}.`,
+            sh`set -eu`,
+            sh`scratch=${p.cardinalScratch} settings=${p.cardinalSettings} cardinal=${`${args.home}/.cargo/bin/ocdscardinal`}`,
+            sh`mkdir -p "$scratch"`,
+            sh`${psql} -t -A -c ${`SELECT data FROM ${spider}`} -o ${`${p.cardinalScratch}/${spider}.jsonl`}`,
+            sh`"$cardinal" prepare -s "$settings" -o ${`${p.cardinalScratch}/${spider}.out.jsonl`} -e ${`${p.cardinalScratch}/${spider}.err.csv`} ${`${p.cardinalScratch}/${spider}.jsonl`}`,
+            sh`if [ -s ${`${p.cardinalScratch}/${spider}.err.csv`} ]; then echo ${`${spider}: cardinal found new errors; see ${p.cardinalScratch}/${spider}.err.csv`} >&2; exit 1; fi`,
+            sh`"$cardinal" indicators -s "$settings" --map ${`${p.cardinalScratch}/${spider}.out.jsonl`} > ${`${p.cardinalScratch}/${spider}.json`}`,
+            sh`${psql} -c BEGIN -c ${`DROP TABLE IF EXISTS ${spider}_clean`} -c ${`CREATE TABLE ${spider}_clean (data jsonb)`} -c ${`\\copy ${spider}_clean (data) FROM stdin CSV QUOTE e'\\x01' DELIMITER e'\\x02'`} -c ${`CREATE INDEX idx_${spider}_clean ON ${spider}_clean (cast(data->>'date' as text))`} -c END < ${`${p.cardinalScratch}/${spider}.out.jsonl`}`,
+            sh`${psql} -f ${p.cardinalResultSql}`,
+        ).text + "\n"
+    );
+}
+
+/** cardinal/<spider>.result.sql: the result table, and read access for `users` to both tables. */
+export function renderCardinalResultSql(crawl: Crawl): string {
+    const lines = [
+        `-- Managed by data-support (Pulumi): cardinal result table of ${cronId(crawl)}.`,
+        `CREATE TABLE IF NOT EXISTS ${crawl.spider}_result (`,
+        "    id serial PRIMARY KEY,",
+        "    ocid text,",
+        "    subject text,",
+        "    code text,",
+        "    result numeric,",
+        "    buyer_id text,",
+        "    procuring_entity_id text,",
+        "    tenderer_id text,",
+        "    created_at timestamp without time zone",
+        ");",
+        ...crawl.users.map((u) => `GRANT SELECT ON ${crawl.spider}_result, ${crawl.spider}_clean TO ${u};`),
+        "",
+    ];
+    return lines.join("\n");
+}
+
+/** cardinal/<spider>.ini: the settings given in config, under a header. */
+export function renderCardinalSettings(crawl: Crawl): string {
+    const body = crawl.cardinal_settings ?? "";
+    return `; Managed by data-support (Pulumi): ocdscardinal settings for ${crawl.spider}.\n${body}${body === "" || body.endsWith("\n") ? "" : "\n"}`;
 }
 
 export class IncrementalCrawls extends pulumi.ComponentResource {
@@ -70,26 +166,22 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
         super("data-support:incremental:IncrementalCrawls", name, {}, opts);
         const inherited = inheritedDependsOn(opts);
         const { newMain, user, home } = args;
-        const scripts = args.crawls.map((crawl) => {
-            const path = `${home}/bin/${crawl.spider}.sh`;
-            const install = script(
-                sh`install -d -m 0755 -o ${user} -g ${user} ${`${home}/bin`}`,
-                sh`tmp=$(mktemp ${`${path}.XXXXXX`}); trap 'rm -f "$tmp"' EXIT`,
-                sh`cat > "$tmp"`,
-                sh`sh -n "$tmp"`,
-                sh`chown ${user}: "$tmp"; chmod 0755 "$tmp"`,
-                sh`if cmp -s "$tmp" ${path}; then echo ${`${path}: unchanged`}; else mv "$tmp" ${path}; echo ${`${path}: installed`}; fi`,
-            );
-            return newMain.command(
-                `${name}-${crawl.identifier.toLowerCase()}`,
-                {
-                    create: install,
-                    update: install,
-                    delete: sh`rm -f ${path}`,
-                    stdin: renderCrawlScript(crawl, { home, database: args.database, proxyUrl: args.proxyUrl }),
-                },
-                { parent: this, dependsOn: [...inherited, ...args.after] },
-            );
+        const after = { parent: this, dependsOn: [...inherited, ...args.after] };
+        const files = args.crawls.flatMap((crawl) => {
+            const id = `${name}-${crawl.identifier.toLowerCase()}`;
+            const p = crawlPaths(crawl, home);
+            const installed = [
+                managedFile(newMain, id, { path: p.script, owner: user, mode: "0755", shellScript: true, content: renderCrawlScript(crawl, { home, database: args.database, proxyUrl: args.proxyUrl }) }, after),
+            ];
+            if (crawl.cardinal) {
+                installed.push(
+                    managedFile(newMain, `${id}-cardinal`, { path: p.cardinalScript, owner: user, mode: "0755", shellScript: true, content: renderCardinalScript(crawl, { home, database: args.database }) }, after),
+                    managedFile(newMain, `${id}-cardinal-settings`, { path: p.cardinalSettings, owner: user, mode: "0644", content: renderCardinalSettings(crawl) }, after),
+                    managedFile(newMain, `${id}-cardinal-result-sql`, { path: p.cardinalResultSql, owner: user, mode: "0644", content: renderCardinalResultSql(crawl) }, after),
+                );
+            }
+            installed.push(this.readAccess(id, crawl, args, after));
+            return installed;
         });
         const entries = args.crawls.flatMap((crawl) => cronEntry(crawl, home));
         // The crontab: MAILTO first, then lines we do not manage (kept as they are), then the
@@ -110,10 +202,44 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
         const crontab = newMain.command(
             `${name}-crontab`,
             { create: converge, update: converge, stdin: entries.join("\n") },
-            { parent: this, dependsOn: [...inherited, ...args.after, ...scripts] },
+            { parent: this, dependsOn: [...inherited, ...args.after, ...files] },
         );
         this.crontab = crontab.stdout;
         this.registerOutputs({ crontab: this.crontab });
     }
-}
 
+    /**
+     * Read access for the crawl's `users` to the crawl's tables that exist now; the crawl script
+     * grants again after each run (tables created later). The roles this step granted are kept in
+     * a file on the server, so a role that leaves the list has exactly those grants revoked, and
+     * grants made by others (Salt's read groups) are left alone.
+     */
+    private readAccess(id: string, crawl: Crawl, args: IncrementalCrawlsArgs, opts: pulumi.CustomResourceOptions) {
+        const host = args.newMain;
+        const state = `${host.settings.stateDir}/grants/${args.database}.${crawl.spider}`;
+        const tables = crawlTables(crawl);
+        const psql = sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d ${args.database}`;
+        const revokeSql = (keep: string[]) =>
+            `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'previous', ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList([crawl.spider, `${crawl.spider}_clean`, `${crawl.spider}_result`])}) ORDER BY 1 \\gexec`;
+        const index = args.crawls.indexOf(crawl);
+        const converge = script(
+            sh`state=${state}`,
+            sh`install -d -m 0700 ${state.replace(/\/[^/]+$/, "")}`,
+            crawl.users.length > 0
+                ? sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(crawl.users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
+if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from data-support:incremental.crawls[${index}].users`} >&2; exit 1; fi`
+                : sh`:`,
+            sh`previous=$(cat "$state" 2>/dev/null || true)`,
+            sh`printf '%s\\n' ${revokeSql(crawl.users)} ${crawl.users.length > 0 ? grantSql(tables, crawl.users) : "SELECT 1 WHERE false \\gexec"} | ${psql} -v previous="$previous" >/dev/null`,
+            sh`printf '%s' ${crawl.users.join(" ")} > "$state"`,
+            sh`echo ${`${crawl.spider}: read access for ${crawl.users.length > 0 ? crawl.users.join(", ") : "no role"}`}`,
+        );
+        const revokeAll = script(
+            sh`state=${state}`,
+            sh`previous=$(cat "$state" 2>/dev/null || true)`,
+            sh`printf '%s\\n' ${revokeSql([])} | ${psql} -v previous="$previous" >/dev/null`,
+            sh`rm -f "$state"`,
+        );
+        return host.command(`${id}-read-access`, { create: converge, update: converge, delete: revokeAll }, opts);
+    }
+}

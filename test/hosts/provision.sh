@@ -94,6 +94,8 @@ users() {
   runuser -u incremental -- mkdir -p "$home"/{data,logs,bin} "$home/kingfisher-collect/.ve/bin"
   install -o incremental -g incremental -m 755 "$BIN/scrapy-standin.py" "$home/kingfisher-collect/.ve/bin/scrapy"
   install -o incremental -g incremental -m 755 "$BIN/scrapyd-deploy-standin.py" "$home/kingfisher-collect/.ve/bin/scrapyd-deploy"
+  runuser -u incremental -- mkdir -p "$home/.cargo/bin"
+  install -o incremental -g incremental -m 755 "$BIN/ocdscardinal-standin.py" "$home/.cargo/bin/ocdscardinal"
   cat >"$home/kingfisher-collect/scrapy.cfg" <<EOF
 [settings]
 default = kingfisher_scrapy.settings
