@@ -5,7 +5,7 @@
 // second config converges with the provider's update, replace and delete semantics.
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { REPO } from "./program";
 import type { ApplyRequest, ApplyResult, StepRecord } from "./apply";
 import { operatorCommand, STATE_DIR, type Testbed } from "../hosts/testbed";
@@ -33,7 +33,32 @@ export class Harness {
     }
 
     /** Applies `config` to the stack; never throws on a failed step: see result.ok and result.error. */
-    apply(config: Record<string, unknown>, options: { stack?: string; preview?: boolean; stackOutputs?: ApplyRequest["stackOutputs"] } = {}): ApplyResult {
+    apply(config: Record<string, unknown>, options: ApplyOptions = {}): ApplyResult {
+        const { argv, resultPath } = this.prepare(config, options);
+        const child = spawnSync(process.execPath, argv, { cwd: REPO, encoding: "utf8", maxBuffer: 256 * 1024 * 1024 });
+        return this.collect(resultPath, child.status, child.stderr + child.stdout);
+    }
+
+    /** Like apply, while the test goes on (to inject a fault while a step runs). */
+    applyInBackground(config: Record<string, unknown>, options: ApplyOptions = {}): Promise<ApplyResult> {
+        const { argv, resultPath } = this.prepare(config, options);
+        const child = spawn(process.execPath, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+        let output = "";
+        child.stdout.on("data", (d) => (output += d));
+        child.stderr.on("data", (d) => (output += d));
+        return new Promise((resolve, reject) => {
+            child.on("error", reject);
+            child.on("close", (code) => {
+                try {
+                    resolve(this.collect(resultPath, code, output));
+                } catch (error) {
+                    reject(error);
+                }
+            });
+        });
+    }
+
+    private prepare(config: Record<string, unknown>, options: ApplyOptions): { argv: string[]; resultPath: string } {
         const stack = options.stack ?? "main";
         const request: ApplyRequest = {
             config,
@@ -49,14 +74,19 @@ export class Harness {
         const resultPath = path.join(this.dir, `result-${stack}.json`);
         fs.writeFileSync(requestPath, JSON.stringify(request));
         fs.rmSync(resultPath, { force: true });
-        const child = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, "apply.ts"), requestPath, resultPath], {
-            cwd: REPO,
-            encoding: "utf8",
-            maxBuffer: 256 * 1024 * 1024,
-        });
-        if (!fs.existsSync(resultPath)) throw new Error(`the harness itself failed (exit ${child.status}):\n${child.stderr}\n${child.stdout}`);
+        return { argv: ["--import", "tsx", path.join(__dirname, "apply.ts"), requestPath, resultPath], resultPath };
+    }
+
+    private collect(resultPath: string, status: number | null, output: string): ApplyResult {
+        if (!fs.existsSync(resultPath)) throw new Error(`the harness itself failed (exit ${status}):\n${output}`);
         return JSON.parse(fs.readFileSync(resultPath, "utf8")) as ApplyResult;
     }
+}
+
+export interface ApplyOptions {
+    stack?: string;
+    preview?: boolean;
+    stackOutputs?: ApplyRequest["stackOutputs"];
 }
 
 /** Throws with the failing step's record (host, command, output) when the apply failed. */

@@ -1,0 +1,94 @@
+// The halt and the gates on the test hosts: a wrong docker uid, a running crawl, a queued message
+// and DNS not yet moved each stop `pulumi up` before anything after them happens, with a message
+// that says what to do; once the cause is gone, the next run continues from there.
+import { after, before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { down, pointName, run, runArgv, operatorCommand, up, type HostName, type Testbed } from "../hosts/testbed";
+import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
+
+let tb: Testbed;
+let harness: Harness;
+
+async function sh(host: HostName, script: string): Promise<string> {
+    const r = await run(host, script);
+    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
+    return r.stdout;
+}
+
+/** The RabbitMQ management API, called from the operator's machine as an operator would. */
+async function rabbit(method: string, path: string, body?: unknown): Promise<void> {
+    const r = await runArgv(
+        operatorCommand([
+            "curl", "-sS", "-f", "-u", `${tb.rabbitmq.username}:${tb.rabbitmq.password}`, "-X", method,
+            "-H", "content-type: application/json", ...(body ? ["-d", JSON.stringify(body)] : []),
+            `${tb.rabbitmq.url.replace(/\/$/, "")}${path}`,
+        ]),
+    );
+    assert.equal(r.code, 0, r.stderr);
+}
+
+const ran = (r: ApplyResult) => r.steps.filter((s) => s.action === "create").map((s) => s.name);
+const dockerCalls = (host: HostName) => sh(host, "cat /var/log/docker-standin.log");
+const deployCalls = () => sh("new", "cat /var/log/scrapyd-deploy-standin.log");
+
+before(async () => {
+    tb = await up();
+    harness = new Harness(tb);
+    // DNS of the collect hostname still points at the old server.
+    await pointName("collect.kingfisher.open-contracting.org", "old");
+});
+
+after(async () => {
+    await down();
+});
+
+test("docker uid differs on the new server: one clear error naming docker.uid; the old server is untouched", async () => {
+    const result = harness.apply(testbedConfig(tb, { docker: { uid: 1006 } }));
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /deployer has uid 1005 in \/etc\/passwd, but data-support:docker\.uid is 1006/);
+    assert.ok(!ran(result).some((n) => /halt-(new|old)-server/.test(n)), ran(result).join(", "));
+    assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo kept"), "kept\n");
+    assert.equal(await dockerCalls("old"), "");
+});
+
+test("a running Scrapyd crawl stops the run at the gate, naming the job and how to cancel it", async () => {
+    fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({ running: [{ id: "a1b2c3", spider: "paraguay_dncp_records", start_time: "2026-11-26 06:00:00" }], pending: [], finished: [] }));
+    await rabbit("PUT", "/api/queues/%2F/kingfisher_process_api", { durable: true });
+    await rabbit("POST", "/api/exchanges/%2F/amq.default/publish", { properties: {}, routing_key: "kingfisher_process_api", payload: "{}", payload_encoding: "string" });
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /running: spider paraguay_dncp_records, job a1b2c3/);
+    assert.match(result.error ?? "", /cancel\.json -d project=kingfisher -d job=JOB_ID/);
+    // The halt ran (it comes before the gates); nothing after the gate did.
+    assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo kept || echo removed"), "removed\n");
+    assert.equal(await dockerCalls("new"), "");
+});
+
+test("with the crawl gone, the run continues and stops at RabbitMQ, naming the queue", async () => {
+    fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({ running: [], pending: [], finished: [] }));
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.deepEqual(ran(result).filter((n) => /halt|uid/.test(n)), [], "steps already done are not repeated");
+    assert.match(result.error ?? "", /kingfisher_process_api: 1 message\(s\)/);
+    assert.equal(await dockerCalls("new"), "");
+});
+
+test("with the queue empty, the run goes on to the DNS gate and stops there before deploying spiders", async () => {
+    await rabbit("DELETE", "/api/queues/%2F/kingfisher_process_api/contents");
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /DNS gate: collect\.kingfisher\.open-contracting\.org resolves to 198\.51\.100\.4.*not only to the new server/);
+    assert.match(await dockerCalls("new"), /"up", "-d"/, "docker apps (step 4) ran before the DNS gate");
+    assert.equal(await deployCalls(), "");
+    assert.match(await sh("old", "crontab -l -u incremental"), /OCDS_KINGFISHER_COLLECT/, "the copy (step 6) has not begun");
+});
+
+test("once DNS points at the new server, the run completes, and a second run changes nothing", async () => {
+    await pointName("collect.kingfisher.open-contracting.org", "new");
+    const result = assertApplied(harness.apply(testbedConfig(tb)));
+    assert.ok(ran(result).includes("data-support-spiders-deploy"), ran(result).join(", "));
+    assert.notEqual(await deployCalls(), "");
+    const again = assertApplied(harness.apply(testbedConfig(tb)));
+    assert.deepEqual(again.steps.filter((s) => s.action !== "same"), []);
+});
