@@ -31,9 +31,11 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
             `${name}-copy`,
             "copy-exchange-rates",
             script(
+                access.check("postgres"),
                 sh`rows=$(runuser -u postgres -- psql -X -At -d ${database} -c 'SELECT count(*) FROM exchange_rates')`,
                 sh`if [ "$rows" != 0 ]; then echo ${`${newMain.hostname}: exchange_rates in ${database} already has`} "$rows" ${"row(s); refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."} >&2; exit 1; fi`,
-                sh`${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d ${database} -c ${`\\copy exchange_rates (${columns}) from stdin`}`,
+                // Committed only if the export finished: the end of data and COMMIT follow it.
+                sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 sh`printf '%s' ${fingerprint} | ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${database}`} > "$fp/old"`,
                 sh`printf '%s' ${fingerprint} | runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${database} > "$fp/new"`,

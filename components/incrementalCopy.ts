@@ -44,7 +44,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             );
 
         // Pre-sync while the old server is live: the copy after the halt moves only what changed.
-        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", rsyncAll([]), {
+        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll([])), {
             parent: this,
             dependsOn: [...inherited, access.granted],
         });
@@ -72,9 +72,14 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             script(
                 // Never overwrite: the target must hold no table yet (a failed earlier attempt
                 // left none, since the load is one transaction).
+                access.check("postgres"),
                 sh`tables=$(runuser -u postgres -- psql -X -At -d ${db} -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")`,
                 sh`if [ "$tables" != 0 ]; then echo ${`${newMain.hostname}: database ${db} already has`} "$tables" ${"table(s); refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."} >&2; exit 1; fi`,
-                sh`${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} | ${psqlNew} --single-transaction > /dev/null`,
+                // One transaction that commits only if the whole dump arrived: COMMIT is sent after
+                // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
+                // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete),
+                // and the next run would then refuse the non-empty target.
+                sh`{ echo 'BEGIN;'; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
                 sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 sh`printf '%s' ${TABLES_FINGERPRINT_SQL} > "$fp/sql"`,
@@ -90,6 +95,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             `${name}-files`,
             "copy-incremental-files",
             script(
+                access.check(args.user),
                 rsyncAll([]),
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 ...dirs.map((dir, i) =>

@@ -88,6 +88,14 @@ chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
         );
     }
 
+    /**
+     * Fails with a guide when `to` no longer accepts the key for `user`: it expired (a run resumed
+     * more than `hours` later) or was revoked by hand. Replacing the grant issues a fresh one.
+     */
+    check(user: string): ShellText {
+        return sh`if ! ${this.ssh} ${`${user}@${this.target}`} true 2>/dev/null; then echo ${`${this.args.to.hostname} does not accept the transfer key of ${this.args.from.hostname} for ${user} (it expires ${this.args.hours} h after it was granted, or it was removed). Grant it again: pulumi up --replace "$(pulumi stack --show-urns | grep -o 'urn:pulumi:[^ ]*::${this.name}-grant')", then run pulumi up again.`} >&2; exit 1; fi`;
+    }
+
     /** Removes the key from `to` once every given step is done. */
     revokeAfter(steps: pulumi.Resource[]): pulumi.Resource {
         return this.args.to.oneOff(`${this.name}-revoke`, "revoke-transfer-key", this.revokeScript(), { parent: this, dependsOn: steps });

@@ -1,0 +1,109 @@
+// The one-off copies under faults, on the test hosts: each transfer is killed in the middle, the
+// run fails naming the step and the host, nothing half-copied stays, and the next run ends with
+// data equal to the old server's. A completed step never runs again, even with the state lost.
+import { after, before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { assertApplied, Harness, testbedConfig } from "../support/harness";
+import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
+
+let tb: Testbed;
+let harness: Harness;
+const MARKERS = "/var/lib/data-support/ocp04-to-ocp23";
+const BIG = "/home/incremental/data/dominican_republic_api/big";
+
+async function sh(host: HostName, script: string, input?: string): Promise<string> {
+    const r = await run(host, script, { input });
+    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
+    return r.stdout;
+}
+const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
+const RATES = columnsFingerprintSql("exchange_rates", ["valid_on", "rates", "created", "modified"]);
+const marker = (host: HostName, step: string) => sh(host, `test -e ${MARKERS}/${step}.done && echo done || echo absent`);
+
+before(async () => {
+    tb = await up();
+    await pointName("collect.kingfisher.open-contracting.org", "new");
+    harness = new Harness(tb);
+    // Enough to be in flight when the fault comes: 8 MB of files, 200,000 more rows.
+    await sh("old", `mkdir -p ${BIG} && for i in 1 2 3 4 5 6 7 8; do head -c 1000000 /dev/urandom > ${BIG}/part$i.bin; done && chown -R incremental: ${BIG}`);
+    await sh("old", `${psql("kingfisher_collect")} -c "SET ROLE kingfisher_collect; CREATE TABLE bulk AS SELECT g AS id, jsonb_build_object('n', g, 'pad', repeat(md5(g::text), 8)) AS data FROM generate_series(1, 200000) g; ALTER TABLE bulk ADD PRIMARY KEY (id)"`);
+});
+
+after(async () => {
+    await down();
+});
+
+test("pre-sync of data/ killed mid-transfer: the step fails naming the host; nothing is marked done", async () => {
+    // A slow link from the old server, so the transfer is still running when it is killed.
+    await sh("old", "tc qdisc add dev eth0 root tbf rate 4mbit burst 32kb latency 2s");
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    const seen = await sh("new", `for _ in $(seq 600); do n=$(find ${BIG} -name 'part*.bin' 2>/dev/null | wc -l); [ "$n" -ge 1 ] && break; sleep 0.1; done; pkill -x rsync; echo $n`);
+    assert.equal(seen.trim(), "1", "killed after the first big file arrived");
+    const result = await applying;
+    await sh("old", "tc qdisc del dev eth0 root");
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /data-support-incremental-copy-presync failed on root@198\.51\.100\.23/);
+    assert.equal(await marker("new", "presync-incremental-files"), "absent\n");
+    assert.match(await sh("old", "crontab -l -u incremental"), /OCDS_KINGFISHER_COLLECT/, "nothing after the pre-sync ran");
+});
+
+test("an expired transfer key stops the copy with a guide to grant it again", async () => {
+    const keys = "/home/incremental/.ssh/authorized_keys /var/lib/postgresql/.ssh/authorized_keys";
+    await sh("old", `sed -i 's/expiry-time="[0-9]*"/expiry-time="202001010000"/' ${keys}`);
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /ocp04\.open-contracting\.org does not accept the transfer key of ocp23\.open-contracting\.org for incremental \(it expires 12 h after it was granted/);
+    assert.match(result.error ?? "", /pulumi up --replace/);
+    // What the replaced grant would do: accept the key again.
+    await sh("old", `sed -i 's/expiry-time="202001010000"/expiry-time="209901010000"/' ${keys}`);
+});
+
+test("the database transfer killed mid-COPY: the load is rolled back, no table is left on new", async () => {
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    // Kill pg_dump on the old server once the new server is loading rows.
+    await sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done; echo $n`);
+    await sh("old", "pkill -x pg_dump");
+    const result = await applying;
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /data-support-incremental-copy-database failed on root@198\.51\.100\.23/);
+    assert.equal(await sh("new", `${psql("kingfisher_collect")} -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"`), "0\n");
+    assert.equal(await marker("new", "copy-kingfisher-collect"), "absent\n");
+    assert.equal(await marker("new", "presync-incremental-files"), "done\n", "the pre-sync was re-run and completed");
+});
+
+test("the exchange-rates transfer killed: nothing committed on new; the key is still there for the re-run", async () => {
+    // Hold a lock on the old table, so the export waits; then kill it where it waits.
+    await sh("old", `setsid -f sh -c 'cd / && echo "BEGIN; LOCK TABLE exchange_rates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(300);" | runuser -u postgres -- psql -X -q -d pelican_backend' > /dev/null 2>&1`);
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    await sh("old", `for _ in $(seq 1200); do p=$(${psql("pelican_backend")} -c "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'COPY%exchange_rates%' LIMIT 1"); [ -n "$p" ] && break; sleep 0.05; done; ${psql("pelican_backend")} -c "SELECT pg_terminate_backend($p)"`);
+    const result = await applying;
+    await sh("old", `${psql("pelican_backend")} -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(300)%' AND pid <> pg_backend_pid()"`);
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /data-support-exchange-rates-copy failed on root@198\.51\.100\.23/);
+    assert.equal(await sh("new", `${psql("pelican_backend")} -c "SELECT count(*) FROM exchange_rates"`), "0\n");
+    assert.equal(await marker("new", "copy-kingfisher-collect"), "done\n");
+});
+
+test("the next run completes: tables, files and exchange rates equal the old server's; the key is gone", async () => {
+    assertApplied(harness.apply(testbedConfig(tb)));
+    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL));
+    assert.match(await sh("new", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL), /^public\.bulk\|200000\|/m);
+    assert.equal(await sh("new", psql("pelican_backend"), RATES), await sh("old", psql("pelican_backend"), RATES));
+    for (const dir of ["/home/incremental/data", "/home/incremental/logs"]) {
+        assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
+    }
+    assert.doesNotMatch(await sh("old", "cat /var/lib/postgresql/.ssh/authorized_keys /home/incremental/.ssh/authorized_keys 2>/dev/null || true"), /data-support-/);
+});
+
+test("a completed step never runs again, even with the state lost: rows written on new since stay", async () => {
+    await sh("new", `${psql("kingfisher_collect")} -c "INSERT INTO crawl (spider, started) VALUES ('written_after', now())"`);
+    await sh("new", `${psql("pelican_backend")} -c "INSERT INTO exchange_rates (valid_on, rates, created, modified) VALUES ('2030-01-01', '{}', now(), now())"`);
+    harness.reset("main");
+    const result = assertApplied(harness.apply(testbedConfig(tb)));
+    const copies = result.steps.filter((s) => /copy-(database|files|presync)|exchange-rates-copy/.test(s.name));
+    assert.equal(copies.length, 4);
+    for (const s of copies) assert.match(s.stdout, /already done on ocp23/, s.name);
+    assert.equal(await sh("new", `${psql("kingfisher_collect")} -c "SELECT count(*) FROM crawl WHERE spider = 'written_after'"`), "1\n");
+    assert.equal(await sh("new", `${psql("pelican_backend")} -c "SELECT count(*) FROM exchange_rates WHERE valid_on = '2030-01-01'"`), "1\n");
+});
