@@ -6,13 +6,12 @@
 //   npm run bench:program                       (sizes 1,50,500; 5 runs each)
 //   node --import tsx bench/programCost.ts --sizes 1,50,500 --runs 5 [--no-write]
 import { execFileSync } from "node:child_process";
-import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { mainConfig } from "../test/support/fixtures";
 import { runProgram } from "../test/support/program";
+import { median, RESULTS, writeSection } from "./results";
 
-const RESULTS = path.join(__dirname, "results.md");
 const BEGIN = "<!-- program-cost:begin -->";
 const END = "<!-- program-cost:end -->";
 const TARGET_MS = 2000;
@@ -58,12 +57,6 @@ function spawnOnce(n: number): Sample {
     const processMs = Number(process.hrtime.bigint() - start) / 1e6;
     const line = out.trim().split("\n").pop()!;
     return { ...JSON.parse(line), processMs };
-}
-
-function median(values: number[]): number {
-    const s = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(s.length / 2);
-    return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 const fmt = (x: number, digits = 0) => x.toFixed(digits);
@@ -137,15 +130,6 @@ function verdict(sizes: number[], med: (n: number, key: keyof Sample) => number)
     return out;
 }
 
-/** Replaces this benchmark's section of results.md, or adds it; other sections stay as they are. */
-function writeSection(text: string): void {
-    const current = fs.existsSync(RESULTS) ? fs.readFileSync(RESULTS, "utf8") : "# Benchmarks\n";
-    const begin = current.indexOf(BEGIN);
-    const end = current.indexOf(END);
-    const next = begin >= 0 && end > begin ? current.slice(0, begin) + text + current.slice(end + END.length) : `${current.trimEnd()}\n\n${text}\n`;
-    fs.writeFileSync(RESULTS, next);
-}
-
 async function main(): Promise<void> {
     const childSize = option("--child", "");
     if (childSize !== "") return child(Number(childSize));
@@ -164,7 +148,7 @@ async function main(): Promise<void> {
     const text = section(sizes, runs, samples, load);
     process.stdout.write(text.split("\n").filter((l) => !l.startsWith("<!--")).join("\n") + "\n");
     if (!process.argv.includes("--no-write")) {
-        writeSection(text);
+        writeSection(BEGIN, END, text);
         process.stderr.write(`written to ${path.relative(process.cwd(), RESULTS)}\n`);
     }
 }
