@@ -32,13 +32,19 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
             "copy-exchange-rates",
             script(
                 access.check("postgres"),
+                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
+                sh`fingerprints() { printf '%s' ${fingerprint} | ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${database}`} > "$fp/old"; printf '%s' ${fingerprint} | runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${database} > "$fp/new"; }`,
+                // Never overwrite rows, unless they already equal the old server's (an earlier run
+                // loaded them, then lost its connection before it could record the step as done).
                 sh`rows=$(runuser -u postgres -- psql -X -At -d ${database} -c 'SELECT count(*) FROM exchange_rates')`,
-                sh`if [ "$rows" != 0 ]; then echo ${`${newMain.hostname}: exchange_rates in ${database} already has`} "$rows" ${"row(s); refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."} >&2; exit 1; fi`,
+                sh`if [ "$rows" != 0 ]; then
+  fingerprints
+  if cmp -s "$fp/old" "$fp/new"; then echo "exchange_rates: already an equal copy of the old server's (an earlier run was cut off); recorded as done"; exit 0; fi
+  echo ${`${newMain.hostname}: exchange_rates in ${database} already has`} "$rows" ${"row(s) that differ from the old server's; refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."} >&2; exit 1
+fi`,
                 // Committed only if the export finished: the end of data and COMMIT follow it.
                 sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
-                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
-                sh`printf '%s' ${fingerprint} | ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${database}`} > "$fp/old"`,
-                sh`printf '%s' ${fingerprint} | runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${database} > "$fp/new"`,
+                sh`fingerprints`,
                 compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `exchange_rates (${columns})`),
                 sh`echo "exchange_rates: $(cut -d'|' -f1 "$fp/new") row(s) copied and verified equal"`,
             ),

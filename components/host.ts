@@ -120,8 +120,12 @@ export class Host {
         noteForRunbook(name, { kind: "one-off", step, marker });
         const create = script(
             sh`marker=${marker}`,
-            sh`if [ -e "$marker" ]; then echo ${`${step}: already done on ${this.hostname} at`} "$(cat "$marker")"; exit 0; fi`,
             sh`install -d -m 0700 ${this.migrationDir}`,
+            // One run of a step at a time: if an earlier run's SSH connection dropped, its step may
+            // still be running on the host; wait for it, then see whether it finished.
+            sh`exec 9> "$marker.lock"`,
+            sh`if ! flock -n 9; then echo ${`${step}: still running on ${this.hostname} from an earlier run; waiting for it`} >&2; flock 9; fi`,
+            sh`if [ -e "$marker" ]; then echo ${`${step}: already done on ${this.hostname} at`} "$(cat "$marker")"; exit 0; fi`,
             sh`(`,
             body,
             sh`)`,

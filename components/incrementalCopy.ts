@@ -70,21 +70,25 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             `${name}-database`,
             "copy-kingfisher-collect",
             script(
-                // Never overwrite: the target must hold no table yet (a failed earlier attempt
-                // left none, since the load is one transaction).
                 access.check("postgres"),
-                sh`tables=$(runuser -u postgres -- psql -X -At -d ${db} -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")`,
-                sh`if [ "$tables" != 0 ]; then echo ${`${newMain.hostname}: database ${db} already has`} "$tables" ${"table(s); refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."} >&2; exit 1; fi`,
-                // One transaction that commits only if the whole dump arrived: COMMIT is sent after
-                // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
-                // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete),
-                // and the next run would then refuse the non-empty target.
-                sh`{ echo 'BEGIN;'; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
-                sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 sh`printf '%s' ${TABLES_FINGERPRINT_SQL} > "$fp/sql"`,
-                sh`${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"`,
-                sh`runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"`,
+                sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"; runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"; }`,
+                // Never overwrite: the target must hold no table yet, unless it already equals the
+                // old database (an earlier run loaded it, then lost its connection before it could
+                // record the step as done).
+                sh`tables=$(runuser -u postgres -- psql -X -At -d ${db} -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")`,
+                sh`if [ "$tables" != 0 ]; then
+  fingerprints
+  if cmp -s "$fp/old" "$fp/new"; then echo ${`${db}: already an equal copy of the old server's (an earlier run was cut off); recorded as done`}; exit 0; fi
+  echo ${`${newMain.hostname}: database ${db} already has`} "$tables" ${"table(s) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."} >&2; exit 1
+fi`,
+                // One transaction that commits only if the whole dump arrived: COMMIT is sent after
+                // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
+                // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
+                sh`{ echo 'BEGIN;'; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
+                sh`fingerprints`,
                 compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `tables of ${db}`),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),

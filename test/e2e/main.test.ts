@@ -5,6 +5,7 @@ import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
+import { runbookSteps } from "../../scripts/runbook";
 
 let tb: Testbed;
 let harness: Harness;
@@ -39,6 +40,28 @@ after(async () => {
 test("the main stack applies without error", () => {
     assertApplied(first);
     assert.ok(first.steps.filter((s) => s.action === "create").length >= 20);
+});
+
+test("the harness ran exactly the commands of the offline runbook, each after all it waits for", async () => {
+    const book = await runbookSteps(testbedConfig(tb));
+    const ran = first.steps.filter((s) => s.action === "create").map((s) => s.urn);
+    const commands = book.filter((s) => s.type.startsWith("command:"));
+    assert.deepEqual([...ran].sort(), commands.map((s) => s.urn).sort());
+    // The runbook's order is one order `pulumi up` may take; the harness ran steps as soon as what
+    // they wait for was done. Both respect every dependency the runbook lists.
+    for (const step of commands) {
+        for (const dep of step.dependsOn.filter((d) => ran.includes(d))) {
+            assert.ok(ran.indexOf(dep) < ran.indexOf(step.urn), `${step.name} ran before ${dep}`);
+            assert.ok(book.findIndex((s) => s.urn === dep) < book.findIndex((s) => s.urn === step.urn));
+        }
+    }
+});
+
+test("no secret in any command text, stdout or stderr the run recorded", () => {
+    const secrets = [tb.scrapyd.password, tb.rabbitmq.password];
+    const texts = first.steps.flatMap((s) => [s.command, s.stdout, s.stderr]);
+    for (const secret of secrets) assert.equal(texts.filter((t) => t.includes(secret)).length, 0);
+    assert.ok(texts.length > 60);
 });
 
 const proxy = (addr: string) => `curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -x http://${addr}:8888 ${tb.web.url}`;

@@ -8,6 +8,7 @@ import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../supp
 let tb: Testbed;
 let harness: Harness;
 let main: ApplyResult;
+let replicaRun: ApplyResult;
 
 const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
 
@@ -77,7 +78,7 @@ test("the replica stack refuses to wipe a data directory that is not a standby a
 });
 
 test("after main then replica: the replica streams over SSL and follows the main", async () => {
-    const result = assertApplied(applyReplica());
+    const result = (replicaRun = assertApplied(applyReplica()));
     assert.match(String(result.outputs.status), /streaming from ocp23/);
     const stat = await sh("new", `${psql("postgres")} -c "SELECT r.state, s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.application_name = 'ocp24'"`);
     assert.equal(stat, "streaming|t\n");
@@ -93,6 +94,13 @@ test("the replica is a hot standby: it answers reads and refuses writes", async 
     const settings = await sh("replica", `${psql("postgres")} -c "SELECT current_setting('hot_standby_feedback') || ' ' || current_setting('primary_slot_name') || ' ' || current_setting('max_worker_processes')"`);
     const mainWorkers = (await sh("new", `${psql("postgres")} -c "SHOW max_worker_processes"`)).trim();
     assert.equal(settings, `on replica1 ${mainWorkers}\n`);
+});
+
+test("the replication password appears in no command text, stdout or stderr of either stack", () => {
+    const password = (main.outputs.replication as { password: string }).password;
+    assert.match(password, /^[A-Za-z0-9]{40}$/);
+    const texts = [...main.steps, ...replicaRun.steps].flatMap((s) => [s.command, s.stdout, s.stderr]);
+    assert.equal(texts.filter((t) => t.includes(password)).length, 0);
 });
 
 test("a second up of both stacks changes nothing", () => {

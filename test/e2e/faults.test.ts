@@ -1,0 +1,92 @@
+// Faults on the test hosts (issue 9): a changed host key, a full disk on the new server, the old
+// server's PostgreSQL stopped during the dump, the SSH connection dropped in the middle of a step,
+// and the new server's services restarted between steps. Each ends in a clear failure; a re-run
+// once the fault is gone ends with data equal to the old server's. The figures go to the report.
+import { after, before, test } from "node:test";
+import * as assert from "node:assert/strict";
+import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
+import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
+
+let tb: Testbed;
+let harness: Harness;
+const outcomes: string[] = [];
+const DATA = "/home/incremental/data";
+
+async function sh(host: HostName, script: string, input?: string): Promise<string> {
+    const r = await run(host, script, { input });
+    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
+    return r.stdout;
+}
+const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
+/** Waits (a bounded loop on the host) until the new server is loading rows of kingfisher_collect. */
+const whileLoading = () =>
+    sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done`);
+
+function failed(result: ApplyResult, fault: string, pattern: RegExp): void {
+    assert.equal(result.ok, false, `${fault}: the run should fail`);
+    assert.match(result.error ?? "", pattern);
+    outcomes.push(`${fault}: failed clearly (${(result.error ?? "").split("\n")[0]})`);
+}
+
+before(async () => {
+    tb = await up();
+    await pointName("collect.kingfisher.open-contracting.org", "new");
+    harness = new Harness(tb);
+    await sh("old", `${psql("kingfisher_collect")} -c "SET ROLE kingfisher_collect; CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 8) AS pad FROM generate_series(1, 300000) g"`);
+    await sh("old", `mkdir -p ${DATA}/big && head -c 6000000 /dev/urandom > ${DATA}/big/blob.bin && chown -R incremental: ${DATA}/big`);
+});
+
+after(async (t) => {
+    // Report faults x outcomes.
+    for (const line of outcomes) console.log(`# fault: ${line}`);
+    await down();
+});
+
+test("a changed host key stops the run before any command runs on that host", async () => {
+    await sh("new", "cp -a /etc/ssh/ssh_host_ed25519_key /root/key.bak && cp -a /etc/ssh/ssh_host_ed25519_key.pub /root/key.pub.bak && rm /etc/ssh/ssh_host_ed25519_key* && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key && pkill -HUP -x sshd");
+    const result = harness.apply(testbedConfig(tb));
+    failed(result, "host key of the new server changed", /Host key verification failed/);
+    const onNew = result.steps.filter((s) => s.host === "root@198.51.100.23");
+    assert.ok(onNew.length > 0 && onNew.every((s) => s.exitCode === 255), "every attempt on the new server was refused by ssh");
+    assert.equal(await sh("new", "test -e /var/lib/data-support/ocp04-to-ocp23 && echo touched || echo untouched"), "untouched\n");
+    await sh("new", "mv /root/key.bak /etc/ssh/ssh_host_ed25519_key && mv /root/key.pub.bak /etc/ssh/ssh_host_ed25519_key.pub && pkill -HUP -x sshd");
+});
+
+test("the new server's disk full during the copy of data/: a clear failure naming the host", async () => {
+    // A small filesystem over data/ (tmpfs: loop devices are not available in every container).
+    await sh("new", `mount -t tmpfs -o size=2m,mode=0755,uid=$(id -u incremental),gid=$(id -g incremental) tmpfs ${DATA}`);
+    const result = harness.apply(testbedConfig(tb));
+    await sh("new", `umount ${DATA}`);
+    failed(result, "disk full on the new server", /failed on root@198\.51\.100\.23[\s\S]*No space left on device/);
+});
+
+test("the old server's PostgreSQL stopped during the dump: the load is rolled back", async () => {
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    await whileLoading();
+    await sh("old", "pg_ctlcluster 15 main stop -m fast");
+    const result = await applying;
+    await sh("old", "pg_ctlcluster 15 main start");
+    failed(result, "old PostgreSQL stopped during the dump", /data-support-incremental-copy-database failed on root@198\.51\.100\.23/);
+    assert.equal(await sh("new", `${psql("kingfisher_collect")} -c "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"`), "0\n");
+});
+
+test("the SSH connection dropped in the middle of the database copy", async () => {
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    await whileLoading();
+    // Every SSH session of the operator on the new server ends at once (as when a link drops).
+    await sh("new", "pkill -f '^sshd: root@notty'");
+    const result = await applying;
+    failed(result, "SSH connection dropped mid-step", /data-support-incremental-copy-database failed on root@198\.51\.100\.23 \(exit 255\)/);
+});
+
+test("the new server's services restarted between steps; the next run ends with equal data", async () => {
+    await sh("new", "pg_ctlcluster 15 main restart && pkill -HUP -x sshd && service cron restart");
+    const result = assertApplied(harness.apply(testbedConfig(tb)));
+    outcomes.push(`services restarted between steps: the next run completed (${result.steps.filter((s) => s.action === "create").length} steps)`);
+    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL));
+    for (const dir of [DATA, "/home/incremental/logs"]) {
+        assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
+    }
+    outcomes.push("after all faults: tables and trees equal on old and new");
+});
