@@ -1,0 +1,71 @@
+// The Salt pillar fragments (stack output `pillar`) are rendered from the same config as the
+// servers' state: read back, they give that config again.
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import YAML from "yaml";
+import { parseStackConfig, type MainConfig } from "../../components/config";
+import { allowList } from "../../components/mainServer";
+import { mainConfig, withReplica } from "../support/fixtures";
+import { runProgram } from "../support/program";
+
+const HOSTILE_ARGS = { compile_releases: "true", note: `it's "quoted" $(x) ; y` };
+
+async function pillarOf(config: Record<string, any>) {
+    const run = await runProgram(config);
+    return run.outputs.pillar as { tinyproxy: string; crawls: string; replica: string };
+}
+
+test("tinyproxy: the allow list in order, each address under a comment naming its host", async () => {
+    const config = mainConfig();
+    const cfg = parseStackConfig(config) as MainConfig;
+    const { tinyproxy } = await pillarOf(config);
+    assert.deepEqual(YAML.parse(tinyproxy).tinyproxy.allow, allowList(cfg).map((a) => a.address));
+    // In the text, each address follows its own comment line.
+    const lines = tinyproxy.split("\n").map((l) => l.trim());
+    for (const entry of allowList(cfg)) {
+        const at = lines.indexOf(`- ${entry.address}`);
+        assert.equal(lines[at - 1], `# ${entry.comment}`, entry.address);
+    }
+});
+
+test("crawls: python_apps.kingfisher_collect.crawls read back through the config gives the same crawls", async () => {
+    const config = mainConfig();
+    config.incremental.crawls[0].spider_arguments = HOSTILE_ARGS;
+    config.incremental.crawls[0].settings = { CLOSESPIDER_ITEMCOUNT: "10" };
+    config.incremental.crawls[1].cardinal = true;
+    config.incremental.crawls[1].users = ["bi", "dgcp"];
+    const cfg = parseStackConfig(config) as MainConfig;
+    const { crawls } = await pillarOf(config);
+    const fromPillar = YAML.parse(crawls).python_apps.kingfisher_collect.crawls;
+    // The pillar's string form of spider_arguments and settings (`-a k=v`, shell-quoted) goes
+    // through Salt's template into a shell; here, parsed back by a shell, it gives the same pairs.
+    const pairs = (text: string | undefined) =>
+        text === undefined
+            ? {}
+            : Object.fromEntries(
+                  execFileSync("sh", ["-c", `set -- ${text}; for a; do printf '%s\\0' "$a"; done`])
+                      .toString()
+                      .split("\0")
+                      .filter((_: string, i: number) => i % 2 === 1)
+                      .map((p: string) => [p.slice(0, p.indexOf("=")), p.slice(p.indexOf("=") + 1)]),
+              );
+    assert.equal(fromPillar.length, cfg.incremental.crawls.length);
+    fromPillar.forEach((entry: any, i: number) => {
+        const crawl = cfg.incremental.crawls[i];
+        assert.equal(entry.identifier, crawl.identifier);
+        assert.equal(entry.spider, crawl.spider);
+        assert.equal(entry.crawl_time, crawl.crawl_time);
+        assert.deepEqual(pairs(entry.spider_arguments), crawl.spider_arguments);
+        assert.deepEqual(pairs(entry.settings), crawl.settings);
+        assert.equal(entry.cardinal ?? false, crawl.cardinal);
+        assert.deepEqual(entry.users ?? [], crawl.users);
+        assert.equal(entry.day, crawl.day);
+    });
+});
+
+test("replica: its addresses for the main's pg_hba and its hostname; none without a replica", async () => {
+    const withOne = YAML.parse((await pillarOf(withReplica(mainConfig()))).replica);
+    assert.deepEqual(withOne, { postgres: { replica_ipv4: ["198.51.100.24"], replica_ipv6: ["2001:db8:d5::24"] }, kingfisher_replica: { hostname: "ocp24.open-contracting.org" } });
+    assert.deepEqual(YAML.parse((await pillarOf(mainConfig())).replica), { postgres: { replica_ipv4: [], replica_ipv6: [] } });
+});
