@@ -244,7 +244,7 @@ async function verifyFiles(): Promise<void> {
 }
 
 async function emptyNewFiles(steps: Steps): Promise<void> {
-    await must("new", `rm -rf ${HOME}/data ${HOME}/logs && install -d -o incremental -g incremental -m 755 ${HOME}/data ${HOME}/logs && rm -f ${steps.files.marker} ${steps.presync.marker} && sync`);
+    await must("new", `rm -rf ${HOME}/data ${HOME}/logs && install -d -o incremental -g incremental -m 755 ${HOME}/data ${HOME}/logs && rm -f ${steps.files.marker} ${steps.presync.marker} "$(dirname ${steps.files.marker})"/manifest-*.jsonl && sync`);
 }
 
 // ---------------------------------------------------------------------------------------------

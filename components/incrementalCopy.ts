@@ -11,7 +11,8 @@ import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import type { TemporaryAccess } from "./temporaryAccess";
 import { removeCronEntries } from "./cron";
-import { compareOrFail, TABLES_FINGERPRINT_SQL, treeFingerprint } from "./fingerprint";
+import { compareOrFail, TABLES_FINGERPRINT_SQL } from "./fingerprint";
+import { manifestContent, treeManifest } from "./treeManifest";
 import { sh, script, ShellText } from "./shell";
 
 export const INCREMENTAL_CRON_PATTERN = "OCDS_KINGFISHER_COLLECT_[A-Z0-9_]+";
@@ -43,8 +44,21 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 ),
             );
 
+        // Both sides' manifests of each tree, computed at the same time, each side reusing the
+        // digests of its own previous manifest (kept on the new server) for unchanged files.
+        const cache = (side: "old" | "new", i: number) => `${newMain.migrationDir}/manifest-${side}-${i}.jsonl`;
+        const manifests = (i: number): ShellText =>
+            script(
+                sh`for f in ${cache("old", i)} ${cache("new", i)}; do [ -e "$f" ] || : > "$f"; done`,
+                sh`${access.ssh} ${`${args.user}@${access.target}`} ${treeManifest(dirs[i]).text} < ${cache("old", i)} > ${`${cache("old", i)}.next`} & remote=$!`,
+                sh`${treeManifest(dirs[i])} < ${cache("new", i)} > ${`${cache("new", i)}.next`}`,
+                sh`wait "$remote"`,
+                sh`mv ${`${cache("old", i)}.next`} ${cache("old", i)}; mv ${`${cache("new", i)}.next`} ${cache("new", i)}`,
+            );
+
         // Pre-sync while the old server is live: the copy after the halt moves only what changed.
-        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll([])), {
+        // The manifests hash every file now, so that after the halt only changed files are hashed.
+        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll([]), ...dirs.map((_, i) => manifests(i))), {
             parent: this,
             dependsOn: [...inherited, access.granted],
         });
@@ -73,7 +87,9 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 access.check("postgres"),
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 sh`printf '%s' ${TABLES_FINGERPRINT_SQL} > "$fp/sql"`,
-                sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"; runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"; }`,
+                sh`old_fingerprint() { ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"; }`,
+                sh`new_fingerprint() { runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"; }`,
+                sh`fingerprints() { old_fingerprint & old=$!; new_fingerprint; wait "$old"; }`,
                 // Never overwrite: the target must hold no table yet, unless it already equals the
                 // old database (an earlier run loaded it, then lost its connection before it could
                 // record the step as done).
@@ -86,9 +102,14 @@ fi`,
                 // One transaction that commits only if the whole dump arrived: COMMIT is sent after
                 // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
                 // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
-                sh`{ echo 'BEGIN;'; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                // The old side is halted (nothing writes it), so its fingerprint is taken while the
+                // copy runs; the new side's once the load is committed.
+                sh`old_fingerprint & old=$!`,
+                // More memory for the index builds of this one session speeds the load up.
+                sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
                 sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
-                sh`fingerprints`,
+                sh`new_fingerprint`,
+                sh`wait "$old"`,
                 compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `tables of ${db}`),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),
@@ -99,13 +120,15 @@ fi`,
             `${name}-files`,
             "copy-incremental-files",
             script(
-                access.check(args.user),
-                rsyncAll([]),
+                // The key is checked only when rsync fails: the window after the halt stays short.
+                sh`if ! (${rsyncAll([])}); then ${access.check(args.user)}; exit 1; fi`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
+                // Equal trees: the same paths and types, and for files the same size and sha256.
                 ...dirs.map((dir, i) =>
                     script(
-                        sh`${access.ssh} ${`${args.user}@${access.target}`} ${treeFingerprint(dir).text} > "$fp/old${i}"`,
-                        sh`(${treeFingerprint(dir)}) > "$fp/new${i}"`,
+                        manifests(i),
+                        sh`${manifestContent(sh`${cache("old", i)}`)} > "$fp/old${i}"`,
+                        sh`${manifestContent(sh`${cache("new", i)}`)} > "$fp/new${i}"`,
                         compareOrFail(sh`"$fp/old${i}"`, sh`"$fp/new${i}"`, `the trees ${dir}`),
                     ),
                 ),
