@@ -102,14 +102,11 @@ fi`,
                 // One transaction that commits only if the whole dump arrived: COMMIT is sent after
                 // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
                 // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
-                // The old side is halted (nothing writes it), so its fingerprint is taken while the
-                // copy runs; the new side's once the load is committed.
-                sh`old_fingerprint & old=$!`,
                 // More memory for the index builds of this one session speeds the load up.
                 sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
                 sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
-                sh`new_fingerprint`,
-                sh`wait "$old"`,
+                // Both sides at once: each server hashes its own rows.
+                sh`fingerprints`,
                 compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `tables of ${db}`),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),

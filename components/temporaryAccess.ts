@@ -27,6 +27,7 @@ export class TemporaryAccess extends pulumi.ComponentResource {
     private readonly args: TemporaryAccessArgs;
     private readonly name: string;
     private readonly comment: string;
+    private readonly timerUnit: string;
 
     constructor(name: string, args: TemporaryAccessArgs, opts?: pulumi.ComponentResourceOptions) {
         super("data-support:migration:TemporaryAccess", name, {}, opts);
@@ -38,6 +39,7 @@ export class TemporaryAccess extends pulumi.ComponentResource {
         const key = `${dir}/transfer_ed25519`;
         const knownHosts = `${dir}/known_hosts`;
         this.comment = `data-support-${from.settings.migrationId}@${from.hostname}`;
+        this.timerUnit = `data-support-revoke-${from.settings.migrationId}`;
         this.target = to.ipv4;
         const hostKey = to.server.ssh.hostKey;
         this.ssh = sh`ssh -i ${key} -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=${hostKey ? "yes" : "accept-new"} -o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o Compression=no -c aes128-gcm@openssh.com`;
@@ -70,7 +72,12 @@ chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
             sh`case "$pubkey" in "ssh-ed25519 "*${` ${this.comment}`}) ;; *) echo "unexpected public key on stdin" >&2; exit 1;; esac`,
             sh`options=${options}; options=\${options/EXPIRY/$(date -u -d ${`+${args.hours} hours`} +%Y%m%d%H%M)}`,
             ...grants,
-            sh`echo ${`${to.hostname}: accepts ${this.comment} for ${args.users.map((u) => u.name).join(", ")} for ${args.hours} h`}`,
+            // Also removed from the files when it expires, whatever happens to the run: a later
+            // step that fails stops `pulumi up` before the revoke, and sshd's expiry only refuses
+            // the key. A systemd timer where systemd runs, else a detached sleep.
+            sh`remover=${this.revokeScript().text}`,
+            sh`if [ -d /run/systemd/system ]; then systemctl stop ${`${this.timerUnit}.timer`} 2>/dev/null || true; systemd-run --quiet --unit=${this.timerUnit} --on-active=${`${args.hours}h`} /bin/sh -c "$remover"; else setsid -f /bin/sh -c "sleep ${String(args.hours * 3600)}; $remover" < /dev/null > /dev/null 2>&1; fi`,
+            sh`echo ${`${to.hostname}: accepts ${this.comment} for ${args.users.map((u) => u.name).join(", ")} for ${args.hours} h, then removes it`}`,
         );
         this.granted = to.command(
             `${name}-grant`,

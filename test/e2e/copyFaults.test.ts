@@ -48,6 +48,14 @@ test("pre-sync of data/ killed mid-transfer: the step fails naming the host; not
     assert.match(await sh("old", "crontab -l -u incremental"), /OCDS_KINGFISHER_COLLECT/, "nothing after the pre-sync ran");
 });
 
+test("the old server removes the transfer key by itself when it expires, whatever happens to the run", async () => {
+    // No systemd on the test hosts: the detached sleep that removes the key in 12 h.
+    const sleeper = await sh("old", "pgrep -af '^/bin/sh -c sleep 43200;' || true");
+    assert.match(sleeper, /sleep 43200;.*data-support-ocp04-to-ocp23@ocp23\.open-contracting\.org/);
+    assert.match(sleeper, /\/var\/lib\/postgresql\/\.ssh\/authorized_keys/);
+    assert.match(sleeper, /\/home\/incremental\/\.ssh\/authorized_keys/);
+});
+
 test("an expired transfer key stops the copy with a guide to grant it again", async () => {
     const keys = "/home/incremental/.ssh/authorized_keys /var/lib/postgresql/.ssh/authorized_keys";
     await sh("old", `sed -i 's/expiry-time="[0-9]*"/expiry-time="202001010000"/' ${keys}`);
