@@ -54,11 +54,14 @@ test("a changed host key stops the run before any command runs on that host", as
 });
 
 test("the new server's disk full during the copy of data/: a clear failure naming the host", async () => {
-    // A small filesystem over data/ (tmpfs: loop devices are not available in every container).
-    await sh("new", `mount -t tmpfs -o size=2m,mode=0755,uid=$(id -u incremental),gid=$(id -g incremental) tmpfs ${DATA}`);
+    // A small loop-mounted ext4 over data/; where a machine has no loop devices, a small tmpfs.
+    const kind = await sh(
+        "new",
+        `if truncate -s 4M /tmp/small.img && mkfs.ext4 -q -F /tmp/small.img && mount -o loop /tmp/small.img ${DATA} 2>/dev/null; then echo loop-mounted ext4; else mount -t tmpfs -o size=2m tmpfs ${DATA} && echo tmpfs; fi; chown incremental: ${DATA}`,
+    );
     const result = harness.apply(testbedConfig(tb));
-    await sh("new", `umount ${DATA}`);
-    failed(result, "disk full on the new server", /failed on root@198\.51\.100\.23[\s\S]*No space left on device/);
+    await sh("new", `umount ${DATA}; rm -f /tmp/small.img`);
+    failed(result, `disk full on the new server (a 4 MB ${kind.trim()} over data/)`, /failed on root@198\.51\.100\.23[\s\S]*No space left on device/);
 });
 
 test("the old server's PostgreSQL stopped during the dump: the load is rolled back", async () => {
