@@ -3,8 +3,8 @@
 //
 // 1. Database: kingfisher_collect (generated on old, BENCH_DB_MB) copied by the runbook's
 //    pg_dump -f / rsync -avz / psql -f, and by the program's step
-//    data-support-incremental-copy-database (pg_dump streamed into psql --single-transaction over
-//    SSH), alternating, BENCH_RUNS runs each; equal data checked after every run.
+//    data-support-incremental-copy-database (pg_dump streamed over SSH into psql, in one transaction
+//    committed when the dump finished), alternating, BENCH_RUNS runs each; equal data checked after every run.
 // 2. Downtime: data/ of BENCH_FILES files and BENCH_FILES_MB on old. The window after the halt with
 //    the program's method (pre-sync while live, BENCH_CHANGED_PERCENT of the files change, then the
 //    step data-support-incremental-copy-files) against one copy made after the halt (the same

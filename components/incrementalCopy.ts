@@ -36,12 +36,11 @@ export class IncrementalCopy extends pulumi.ComponentResource {
         const inherited = inheritedDependsOn(opts);
         const { oldMain, newMain, access } = args;
         const dirs = [`${args.home}/data`, `${args.home}/logs`];
+        // One subshell of rsyncs joined with &&: its status is the first failure's, whether it
+        // runs under set -e (which ignores all but the last of an && list) or inside `if !`.
         const rsyncAll = (flags: string[]): ShellText =>
-            script(
-                ...dirs.map(
-                    (dir) =>
-                        sh`rsync -a ${flags} --rsh=${access.ssh.text} ${`${args.user}@${access.target}:${dir}/`} ${`${dir}/`}`,
-                ),
+            new ShellText(
+                `(${dirs.map((dir) => sh`rsync -a ${flags} --rsh=${access.ssh.text} ${`${args.user}@${access.target}:${dir}/`} ${`${dir}/`}`.text).join(" &&\n")})`,
             );
 
         // Both sides' manifests of each tree, computed at the same time, each side reusing the
@@ -118,9 +117,10 @@ fi`,
             "copy-incremental-files",
             script(
                 // The key is checked only when rsync fails: the window after the halt stays short.
-                sh`if ! (${rsyncAll([])}); then ${access.check(args.user)}; exit 1; fi`,
+                sh`if ! ${rsyncAll([])}; then ${access.check(args.user)}; exit 1; fi`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
-                // Equal trees: the same paths and types, and for files the same size and sha256.
+                // Equal trees: the same paths and types, and for files the same size and sha256 (a
+                // digest from the pre-sync is reused while a file's size and mtime are unchanged).
                 ...dirs.map((dir, i) =>
                     script(
                         manifests(i),

@@ -30,7 +30,7 @@ export function cronId(crawl: Crawl): string {
 
 /** The crontab lines of a crawl, as Salt writes them: at 00:15, daily or on `day` of the month. */
 export function cronEntry(crawl: Crawl, home: string): string[] {
-    return [`# SALT_CRON_IDENTIFIER:${cronId(crawl)}`, `15 0 ${crawl.day ?? "*"} * * ${home}/bin/${crawl.spider}.sh`];
+    return [`# SALT_CRON_IDENTIFIER:${cronId(crawl)}`, `15 0 ${crawl.day ?? "*"} * * ${crawlPaths(crawl, home).script}`];
 }
 
 /** The scrapy argument vector of a crawl, as the script passes it. */
@@ -44,7 +44,7 @@ export function scrapyArgs(crawl: Crawl, home: string, database: string): string
         "-s",
         `FILES_STORE=${home}/data`,
         "-s",
-        `DATABASE_URL=postgresql://${database}@localhost:5432/${database}`,
+        `DATABASE_URL=${databaseUrl(database)}`,
         ...Object.entries(crawl.settings).flatMap(([k, v]) => ["-s", `${k}=${v}`]),
     ];
 }
@@ -220,17 +220,15 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
         const tables = crawlTables(crawl);
         const psql = sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d ${args.database}`;
         const revokeSql = (keep: string[]) =>
-            `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'previous', ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList([crawl.spider, `${crawl.spider}_clean`, `${crawl.spider}_result`])}) ORDER BY 1 \\gexec`;
+            `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'previous', ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(crawlTables({ ...crawl, cardinal: true }))}) ORDER BY 1 \\gexec`;
         const index = args.crawls.indexOf(crawl);
         const converge = script(
             sh`state=${state}`,
             sh`install -d -m 0700 ${state.replace(/\/[^/]+$/, "")}`,
-            crawl.users.length > 0
-                ? sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(crawl.users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
-if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from data-support:incremental.crawls[${index}].users`} >&2; exit 1; fi`
-                : sh`:`,
+            sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(crawl.users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
+if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from data-support:incremental.crawls[${index}].users`} >&2; exit 1; fi`,
             sh`previous=$(cat "$state" 2>/dev/null || true)`,
-            sh`printf '%s\\n' ${revokeSql(crawl.users)} ${crawl.users.length > 0 ? grantSql(tables, crawl.users) : "SELECT 1 WHERE false \\gexec"} | ${psql} -v previous="$previous" >/dev/null`,
+            sh`printf '%s\\n' ${revokeSql(crawl.users)} ${grantSql(tables, crawl.users)} | ${psql} -v previous="$previous" >/dev/null`,
             sh`printf '%s' ${crawl.users.join(" ")} > "$state"`,
             sh`echo ${`${crawl.spider}: read access for ${crawl.users.length > 0 ? crawl.users.join(", ") : "no role"}`}`,
         );

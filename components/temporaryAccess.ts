@@ -76,13 +76,15 @@ chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
             // step that fails stops `pulumi up` before the revoke, and sshd's expiry only refuses
             // the key. A systemd timer where systemd runs, else a detached sleep.
             sh`remover=${this.revokeScript().text}`,
-            sh`if [ -d /run/systemd/system ]; then systemctl stop ${`${this.timerUnit}.timer`} 2>/dev/null || true; systemd-run --quiet --unit=${this.timerUnit} --on-active=${`${args.hours}h`} /bin/sh -c "$remover"; else setsid -f /bin/sh -c "sleep ${String(args.hours * 3600)}; $remover" < /dev/null > /dev/null 2>&1; fi`,
+            sh`if [ -d /run/systemd/system ]; then systemctl stop ${`${this.timerUnit}.timer`} 2>/dev/null || true; systemctl reset-failed ${this.timerUnit} 2>/dev/null || true; systemd-run --quiet --unit=${this.timerUnit} --on-active=${`${args.hours}h`} /bin/sh -c "$remover"; else pkill -f ${`^/bin/sh -c sleep [0-9]+; .*${this.comment}`} || true; setsid -f /bin/sh -c "sleep ${String(args.hours * 3600)}; $remover" < /dev/null > /dev/null 2>&1; fi`,
             sh`echo ${`${to.hostname}: accepts ${this.comment} for ${args.users.map((u) => u.name).join(", ")} for ${args.hours} h, then removes it`}`,
         );
         this.granted = to.command(
             `${name}-grant`,
             { create: grant, update: grant, delete: this.revokeScript(), stdin: keypair.stdout },
-            { parent: this, dependsOn: inherited },
+            // The revoke removes every line with this key's comment: on a replacement (the guide
+            // for an expired key) it must run before the new grant, not after it.
+            { parent: this, dependsOn: inherited, deleteBeforeReplace: true },
         );
         this.registerOutputs({});
     }

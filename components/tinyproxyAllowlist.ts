@@ -142,13 +142,14 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
             sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(this.config)} || { echo ${`${host}: the tinyproxy config arrived incomplete; nothing was changed`} >&2; exit 1; }`,
             sh`if cmp -s "$tmp" "$path"; then echo "tinyproxy: allowlist unchanged"; exit 0; fi`,
             sh`chmod 0644 "$tmp"`,
-            sh`if [ -e "$path" ]; then cp -p "$path" "$path.bak"; fi`,
+            sh`if [ -e "$path" ]; then cp -p "$path" "$path.bak"; else rm -f "$path.bak"; fi`,
             sh`mv "$tmp" "$path"`,
-            sh`service tinyproxy restart`,
-            sh`listening() { for _ in $(seq 50); do if ss -Hltn ${`sport = :${args.port}`} | grep -q .; then return 0; fi; sleep 0.2; done; return 1; }`,
-            sh`if ! listening; then
-  if [ -e "$path.bak" ]; then mv "$path.bak" "$path"; service tinyproxy restart || true; fi
-  echo ${`${host}: tinyproxy did not start with the new config; the previous config was put back. See /var/log/tinyproxy/tinyproxy.log on ${host}.`} >&2; exit 1
+            // $(...) rather than a pipe into grep -q, which under pipefail can fail on SIGPIPE.
+            sh`listening() { for _ in $(seq 50); do if [ -n "$(ss -Hltn ${`sport = :${args.port}`})" ]; then return 0; fi; sleep 0.2; done; return 1; }`,
+            sh`if ! service tinyproxy restart || ! listening; then
+  if [ -e "$path.bak" ]; then mv "$path.bak" "$path"; service tinyproxy restart || true; echo ${`${host}: tinyproxy did not start with the new config; the previous config was put back. See /var/log/tinyproxy/tinyproxy.log on ${host}.`} >&2
+  else echo ${`${host}: tinyproxy did not start with the new config (there was no previous one to put back). See /var/log/tinyproxy/tinyproxy.log on ${host}.`} >&2; fi
+  exit 1
 fi`,
             sh`echo "tinyproxy: allowlist changed and restarted"`,
         );
