@@ -221,12 +221,13 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
         const psql = sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d ${args.database}`;
         const revokeSql = (keep: string[]) =>
             `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'previous', ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(crawlTables({ ...crawl, cardinal: true }))}) ORDER BY 1 \\gexec`;
-        const index = args.crawls.indexOf(crawl);
+        // The crawl is named by its identifier, not its index: removing another crawl must not
+        // change this one's command.
         const converge = script(
             sh`state=${state}`,
             sh`install -d -m 0700 ${state.replace(/\/[^/]+$/, "")}`,
             sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(crawl.users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
-if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from data-support:incremental.crawls[${index}].users`} >&2; exit 1; fi`,
+if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from the users of crawl ${crawl.identifier} (data-support:incremental.crawls)`} >&2; exit 1; fi`,
             sh`previous=$(cat "$state" 2>/dev/null || true)`,
             sh`printf '%s\\n' ${revokeSql(crawl.users)} ${grantSql(tables, crawl.users)} | ${psql} -v previous="$previous" >/dev/null`,
             sh`printf '%s' ${crawl.users.join(" ")} > "$state"`,
