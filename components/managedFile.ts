@@ -4,7 +4,7 @@ import * as crypto from "node:crypto";
 import type * as command from "@pulumi/command";
 import type * as pulumi from "@pulumi/pulumi";
 import type { Host } from "./host";
-import { sh, script } from "./shell";
+import { sh, script, ShellText } from "./shell";
 
 export interface ManagedFileArgs {
     path: string;
@@ -15,15 +15,25 @@ export interface ManagedFileArgs {
     shellScript?: boolean;
 }
 
-export function managedFile(host: Host, name: string, args: ManagedFileArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
-    const { path, owner } = args;
-    const digest = crypto.createHash("sha256").update(args.content).digest("hex");
-    const install = script(
-        sh`install -d -m 0755 -o ${owner} -g ${owner} ${path.replace(/\/[^/]+$/, "")}`,
+export const sha256 = (text: string): string => crypto.createHash("sha256").update(text).digest("hex");
+
+/**
+ * Shell that receives `content` on stdin into "$tmp" (a new file beside `path`, removed on exit)
+ * and fails with `incomplete` unless it arrived whole: a truncated transfer never replaces a file.
+ */
+export function receiveWhole(path: string, content: string, incomplete: string): ShellText {
+    return script(
         sh`tmp=$(mktemp ${`${path}.XXXXXX`}); trap 'rm -f "$tmp"' EXIT`,
         sh`cat > "$tmp"`,
-        // A truncated transfer must never replace a working file.
-        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${digest} || { echo ${`${host.hostname}: ${path} arrived incomplete; the old file is unchanged`} >&2; exit 1; }`,
+        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(content)} || { echo ${incomplete} >&2; exit 1; }`,
+    );
+}
+
+export function managedFile(host: Host, name: string, args: ManagedFileArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
+    const { path, owner } = args;
+    const install = script(
+        sh`install -d -m 0755 -o ${owner} -g ${owner} ${path.replace(/\/[^/]+$/, "")}`,
+        receiveWhole(path, args.content, `${host.hostname}: ${path} arrived incomplete; the old file is unchanged`),
         args.shellScript ? sh`sh -n "$tmp"` : sh`:`,
         sh`chown ${owner}: "$tmp"; chmod ${args.mode} "$tmp"`,
         sh`if cmp -s "$tmp" ${path} && [ "$(stat -c %U:%a ${path})" = ${`${owner}:${args.mode.replace(/^0/, "")}`} ]; then echo ${`${path}: unchanged`}; else mv "$tmp" ${path}; echo ${`${path}: installed`}; fi`,

@@ -1,9 +1,9 @@
 // Step 1 (Dependencies, Tinyproxy): the docs server's tinyproxy admits the new server, and keeps
 // the addresses still in use. Desired state: converges on every `pulumi up`.
-import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
+import { receiveWhole, sha256 } from "./managedFile";
 import { sh, script } from "./shell";
 
 export interface AllowedEntry {
@@ -86,7 +86,6 @@ export function renderIpv6Guard(port: number, allow: AllowedEntry[]): string {
     ].join("\n");
 }
 
-const sha256 = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
 
 export class TinyproxyAllowlist extends pulumi.ComponentResource {
     readonly config: string;
@@ -107,10 +106,7 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
         const installGuard = script(
             sh`command -v nft >/dev/null || { echo ${`${host}: nft is missing; install Debian's nftables package on ${host} (it guards tinyproxy over IPv6), then run pulumi up again`} >&2; exit 1; }`,
             sh`path=${args.guardPath}`,
-            sh`tmp=$(mktemp "$path.XXXXXX")`,
-            sh`trap 'rm -f "$tmp"' EXIT`,
-            sh`cat > "$tmp"`,
-            sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(this.guard)} || { echo ${`${host}: the IPv6 guard arrived incomplete; nothing was changed`} >&2; exit 1; }`,
+            receiveWhole(args.guardPath, this.guard, `${host}: the IPv6 guard arrived incomplete; nothing was changed`),
             // nft -c parses and checks the ruleset against the kernel without applying it.
             sh`nft -c -f "$tmp"`,
             sh`chmod 0644 "$tmp"; mv "$tmp" "$path"`,
@@ -136,10 +132,7 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
         // file is put back and restarted, and the step fails naming the host.
         const install = script(
             sh`path=${args.configPath}`,
-            sh`tmp=$(mktemp "$path.XXXXXX")`,
-            sh`trap 'rm -f "$tmp"' EXIT`,
-            sh`cat > "$tmp"`,
-            sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(this.config)} || { echo ${`${host}: the tinyproxy config arrived incomplete; nothing was changed`} >&2; exit 1; }`,
+            receiveWhole(args.configPath, this.config, `${host}: the tinyproxy config arrived incomplete; nothing was changed`),
             sh`if cmp -s "$tmp" "$path"; then echo "tinyproxy: allowlist unchanged"; exit 0; fi`,
             sh`chmod 0644 "$tmp"`,
             sh`if [ -e "$path" ]; then cp -p "$path" "$path.bak"; else rm -f "$path.bak"; fi`,
