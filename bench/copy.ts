@@ -27,7 +27,7 @@ import * as path from "node:path";
 import { down, run, STATE_DIR, up, type HostName, type Testbed } from "../test/hosts/testbed";
 import { canRunTestHosts, testbedConfig } from "../test/support/harness";
 import { runProgram } from "../test/support/program";
-import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../components/fingerprint";
+import { TABLES_EXACT_FINGERPRINT_SQL, treeFingerprint } from "../components/fingerprint";
 import { median, RESULTS, writeSection } from "./results";
 import { CALIBRATION_ROWS, createTablesSql, FILES_PY, insertRowsSql, SETTLE_SQL } from "./copyData";
 
@@ -223,7 +223,7 @@ async function verifyDatabase(oldPrint: string): Promise<void> {
 }
 
 async function databasePrint(host: HostName): Promise<string> {
-    const tables = await must(host, psqlRoot(DB), { input: TABLES_FINGERPRINT_SQL });
+    const tables = await must(host, psqlRoot(DB), { input: TABLES_EXACT_FINGERPRINT_SQL });
     const indexes = await must(host, psqlRoot(DB), { input: "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexdef;" });
     return `${tables}${indexes}`;
 }
@@ -381,7 +381,7 @@ function dbSection(runs: DbRun[], steps: Steps, opts: Options): string[] {
         "",
         `Alternating, ${opts.runs} runs each (run order: ${runs.map((r) => r.method).join(", ")}). Before every run: drop and re-create`,
         "kingfisher_collect on new (owner kingfisher_collect), remove the dump files, CHECKPOINT on both, `sync`. After every",
-        "run, untimed: the tables' row counts and md5 (TABLES_FINGERPRINT_SQL) and the index definitions on new equal old's.",
+        "run, untimed: the tables' row counts and md5 (TABLES_EXACT_FINGERPRINT_SQL) and the index definitions on new equal old's.",
         "",
         "| method | phase | runs (s) | median (s) |",
         "|---|---|---|---:|",
@@ -402,7 +402,7 @@ function dbSection(runs: DbRun[], steps: Steps, opts: Options): string[] {
         `  ${pgCopy < med(rb, "load") ? "less" : "more"} than the runbook's load alone, whose \`psql\` also talks TLS to localhost where the program's uses the Unix socket.`,
         `  Here old and new share the machine's ${os.cpus().length} cores, so pg_dump, sshd, ssh, psql and both PostgreSQL backends compete for`,
         "  them; on two servers the dump would run on the old server's CPUs beside the load on the new one's (not measured).",
-        `- The step's verification (${fmt(med(pg, "verify"))} s) costs ${fmt(med(pg, "verify") / pgCopy, 1)}x its copy: TABLES_FINGERPRINT_SQL reads every row and hashes it`,
+        `- The step's verification (${fmt(med(pg, "verify"))} s) costs ${fmt(med(pg, "verify") / pgCopy, 1)}x its copy: TABLES_EXACT_FINGERPRINT_SQL reads every row and hashes it`,
         "  (md5 of the row's text, then an md5 over them in order), on the old and the new server at the same time. Here both",
         "  compete for the same 2 cores; on two servers each would hash on its own CPUs. The runbook's method checks nothing.",
         `- So on this machine the copy itself is ${fmt(ratioCopy)}x the runbook's speed and the verified step ${fmt(ratioStep)}x: the verification`,

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
-import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
+import { TABLES_EXACT_FINGERPRINT_SQL, TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
 
 let tb: Testbed;
 let harness: Harness;
@@ -32,6 +32,48 @@ before(async () => {
 
 after(async () => {
     await down();
+});
+
+// The table fingerprint the copy step compares, and the exact one the tests compare: one scratch
+// database per case on the old server, each the same two rows with one change.
+const FINGERPRINT_BASE = `CREATE TABLE t (id int PRIMARY KEY, name text, amount numeric, data jsonb, extra jsonb);
+INSERT INTO t VALUES
+  (1, 'a', 1.5, '{"ocid": "ocds-1", "tag": ["tender"], "tender": {"title": "Sillas", "value": {"amount": 10, "currency": "DOP"}}}', NULL),
+  (2, 'b', 2, '{"ocid": "ocds-2", "tender": {"title": "Mesas"}}', 'null');`;
+const FINGERPRINT_CASES: Record<string, string> = {
+    base: "",
+    // The same rows stored in the other order: equal.
+    reordered: "CREATE TEMP TABLE k AS SELECT * FROM t; DELETE FROM t; INSERT INTO t SELECT * FROM k ORDER BY id DESC;",
+    nested_string: `UPDATE t SET data = jsonb_set(data, '{tender,title}', '"Sillas "') WHERE id = 1;`,
+    nested_number: `UPDATE t SET data = jsonb_set(data, '{tender,value,amount}', '11') WHERE id = 1;`,
+    array_item: `UPDATE t SET data = jsonb_set(data, '{tag,0}', '"award"') WHERE id = 1;`,
+    sql_null_to_json_null: "UPDATE t SET extra = 'null' WHERE id = 1;",
+    text_column: "UPDATE t SET name = 'c' WHERE id = 1;",
+    row_missing: "DELETE FROM t WHERE id = 2;",
+    values_swapped: "UPDATE t SET data = CASE id WHEN 1 THEN (SELECT data FROM t WHERE id = 2) ELSE (SELECT data FROM t WHERE id = 1) END;",
+    // The binary hash's one blind spot: the same number with another trailing zero.
+    trailing_zero: `UPDATE t SET data = jsonb_set(data, '{tender,value,amount}', '10.0') WHERE id = 1;`,
+};
+
+test("the table fingerprints: equal rows in any order print the same; any changed value or row differs", async () => {
+    const prints: Record<string, { step: string; exact: string }> = {};
+    for (const [name, change] of Object.entries(FINGERPRINT_CASES)) {
+        const db = `fingerprint_${name}`;
+        await sh("old", `cd / && runuser -u postgres -- createdb ${db} && ${psql(db)}`, `${FINGERPRINT_BASE}\n${change}`);
+        prints[name] = { step: await sh("old", psql(db), TABLES_FINGERPRINT_SQL), exact: await sh("old", psql(db), TABLES_EXACT_FINGERPRINT_SQL) };
+        await sh("old", `cd / && runuser -u postgres -- dropdb ${db}`);
+    }
+    assert.match(prints.base.step, /^public\.t\|2\|[0-9a-f]{32}\n$/);
+    assert.equal(prints.reordered.step, prints.base.step);
+    assert.equal(prints.reordered.exact, prints.base.exact);
+    const changed = Object.keys(FINGERPRINT_CASES).filter((n) => !["base", "reordered", "trailing_zero"].includes(n));
+    for (const name of changed) {
+        assert.notEqual(prints[name].step, prints.base.step, `the step's fingerprint misses ${name}`);
+        assert.notEqual(prints[name].exact, prints.base.exact, `the exact fingerprint misses ${name}`);
+    }
+    assert.equal(new Set(changed.map((n) => prints[n].step)).size, changed.length, "every change prints differently");
+    assert.equal(prints.trailing_zero.step, prints.base.step, "the documented blind spot of the binary hash");
+    assert.notEqual(prints.trailing_zero.exact, prints.base.exact);
 });
 
 test("pre-sync of data/ killed mid-transfer: the step fails naming the host; nothing is marked done", async () => {
@@ -80,6 +122,25 @@ test("the database transfer killed mid-COPY: the load is rolled back, no table i
     assert.equal(await marker("new", "presync-incremental-files"), "done\n", "the pre-sync was re-run and completed");
 });
 
+test("a row changed on old during the copy (a writer the halt missed): the verification fails; the next run refuses to overwrite", async () => {
+    const applying = harness.applyInBackground(testbedConfig(tb));
+    await sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done; echo $n`);
+    // pg_dump's snapshot is older than this change, so new gets the row as it was.
+    await sh("old", `${psql("kingfisher_collect")} -c "UPDATE bulk SET data = jsonb_set(data, '{pad}', '\\"changed during the copy\\"') WHERE id = 7"`);
+    const result = await applying;
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /data-support-incremental-copy-database failed on root@198\.51\.100\.23/);
+    assert.match(result.error ?? "", /verification failed: tables of kingfisher_collect differ/);
+    assert.match(result.error ?? "", /public\.bulk\|200000\|/, "the diff names the table");
+    assert.equal(await marker("new", "copy-kingfisher-collect"), "absent\n");
+
+    const again = harness.apply(testbedConfig(tb));
+    assert.equal(again.ok, false);
+    assert.match(again.error ?? "", /database kingfisher_collect already has \d+ table\(s\) that differ from the old server's; refusing to overwrite them/);
+    // What that message asks for, so that the next test's run copies again.
+    await sh("new", `cd / && runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE kingfisher_collect WITH (FORCE)" -c "CREATE DATABASE kingfisher_collect OWNER kingfisher_collect"`);
+});
+
 test("the exchange-rates transfer killed: nothing committed on new; the key is still there for the re-run", async () => {
     // Hold a lock on the old table, so the export waits; then kill it where it waits.
     await sh("old", `setsid -f sh -c 'cd / && echo "BEGIN; LOCK TABLE exchange_rates IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(300);" | runuser -u postgres -- psql -X -q -d pelican_backend' > /dev/null 2>&1`);
@@ -95,8 +156,8 @@ test("the exchange-rates transfer killed: nothing committed on new; the key is s
 
 test("the next run completes: tables, files and exchange rates equal the old server's; the key is gone", async () => {
     assertApplied(harness.apply(testbedConfig(tb)));
-    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL));
-    assert.match(await sh("new", psql("kingfisher_collect"), TABLES_FINGERPRINT_SQL), /^public\.bulk\|200000\|/m);
+    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL));
+    assert.match(await sh("new", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL), /^public\.bulk\|200000\|/m);
     assert.equal(await sh("new", psql("pelican_backend"), RATES), await sh("old", psql("pelican_backend"), RATES));
     for (const dir of ["/home/incremental/data", "/home/incremental/logs"]) {
         assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
