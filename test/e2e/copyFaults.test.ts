@@ -3,21 +3,16 @@
 // data equal to the old server's. A completed step never runs again, even with the state lost.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
 import { TABLES_EXACT_FINGERPRINT_SQL, TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
+import { psql, sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 const MARKERS = "/var/lib/data-support/ocp04-to-ocp23";
 const BIG = "/home/incremental/data/dominican_republic_api/big";
 
-async function sh(host: HostName, script: string, input?: string): Promise<string> {
-    const r = await run(host, script, { input });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
-const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
 const RATES = columnsFingerprintSql("exchange_rates", ["valid_on", "rates", "created", "modified"]);
 const marker = (host: HostName, step: string) => sh(host, `test -e ${MARKERS}/${step}.done && echo done || echo absent`);
 
@@ -59,8 +54,8 @@ test("the table fingerprints: equal rows in any order print the same; any change
     const prints: Record<string, { step: string; exact: string }> = {};
     for (const [name, change] of Object.entries(FINGERPRINT_CASES)) {
         const db = `fingerprint_${name}`;
-        await sh("old", `cd / && runuser -u postgres -- createdb ${db} && ${psql(db)}`, `${FINGERPRINT_BASE}\n${change}`);
-        prints[name] = { step: await sh("old", psql(db), TABLES_FINGERPRINT_SQL), exact: await sh("old", psql(db), TABLES_EXACT_FINGERPRINT_SQL) };
+        await sh("old", `cd / && runuser -u postgres -- createdb ${db} && ${psql(db)}`, { input: `${FINGERPRINT_BASE}\n${change}` });
+        prints[name] = { step: await sh("old", psql(db), { input: TABLES_FINGERPRINT_SQL }), exact: await sh("old", psql(db), { input: TABLES_EXACT_FINGERPRINT_SQL }) };
         await sh("old", `cd / && runuser -u postgres -- dropdb ${db}`);
     }
     assert.match(prints.base.step, /^public\.t\|2\|[0-9a-f]{32}\n$/);
@@ -156,9 +151,9 @@ test("the exchange-rates transfer killed: nothing committed on new; the key is s
 
 test("the next run completes: tables, files and exchange rates equal the old server's; the key is gone", async () => {
     assertApplied(harness.apply(testbedConfig(tb)));
-    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL));
-    assert.match(await sh("new", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL), /^public\.bulk\|200000\|/m);
-    assert.equal(await sh("new", psql("pelican_backend"), RATES), await sh("old", psql("pelican_backend"), RATES));
+    assert.equal(await sh("new", psql("kingfisher_collect"), { input: TABLES_EXACT_FINGERPRINT_SQL }), await sh("old", psql("kingfisher_collect"), { input: TABLES_EXACT_FINGERPRINT_SQL }));
+    assert.match(await sh("new", psql("kingfisher_collect"), { input: TABLES_EXACT_FINGERPRINT_SQL }), /^public\.bulk\|200000\|/m);
+    assert.equal(await sh("new", psql("pelican_backend"), { input: RATES }), await sh("old", psql("pelican_backend"), { input: RATES }));
     for (const dir of ["/home/incremental/data", "/home/incremental/logs"]) {
         assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
     }

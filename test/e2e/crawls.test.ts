@@ -2,10 +2,11 @@
 // the crawl's users, cardinal when set; adding, changing and removing a crawl changes exactly it.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { scrapyArgs } from "../../components/incrementalCrawls";
 import { parseStackConfig, type MainConfig } from "../../components/config";
+import { sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
@@ -23,11 +24,6 @@ const config = (crawls: Record<string, unknown>[]) => {
 };
 const acted = (r: ApplyResult) => r.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`).sort();
 
-async function sh(host: HostName, script: string, user?: string): Promise<string> {
-    const r = await run(host, script, { user });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 const psql = (sql: string) => sh("new", `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d kingfisher_collect -c "${sql}"`);
 const canRead = (role: string, table: string) => psql(`SELECT has_table_privilege('${role}', '${table}', 'SELECT')`);
 const crontab = () => sh("new", "crontab -l -u incremental");
@@ -62,7 +58,7 @@ test("scripts: one per crawl, owned by incremental, executable, and sh -n accept
 });
 
 test("a crawl script passes scrapy exactly the expected arguments; spaces and quotes arrive intact", async () => {
-    await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/${DR.spider}.sh`, "incremental");
+    await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/${DR.spider}.sh`, { user: "incremental" });
     const calls = (await sh("new", `cat ${HOME}/scrapy-standin.log`)).trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(calls.length, 1);
     const cfg = parseStackConfig(config([DR])) as MainConfig;
@@ -82,7 +78,7 @@ test("read access: the crawl's users can read the table the crawl created after 
 });
 
 test("cardinal: runs after the crawl with its settings file, rebuilds the tables, grants them", async () => {
-    await sh("new", `${HOME}/bin/${EC.spider}.sh`, "incremental");
+    await sh("new", `${HOME}/bin/${EC.spider}.sh`, { user: "incremental" });
     const calls = (await sh("new", `cat ${HOME}/ocdscardinal-standin.log`)).trim().split("\n").map((l) => JSON.parse(l).argv);
     assert.deepEqual(calls.map((a: string[]) => [a[0], a[1], a[2]]), [
         ["prepare", "-s", `${HOME}/cardinal/${EC.spider}.ini`],
@@ -100,7 +96,7 @@ test("an unchanged config changes nothing", () => {
 });
 
 test("changing one crawl (day, arguments, users) changes exactly its script, entry and grants", async () => {
-    await sh("new", `(crontab -l; printf '%s\\n' '# added by a sysadmin' '30 3 * * * /usr/bin/true') | crontab -`, "incremental");
+    await sh("new", `(crontab -l; printf '%s\\n' '# added by a sysadmin' '30 3 * * * /usr/bin/true') | crontab -`, { user: "incremental" });
     const changed = { ...DR, day: 15, spider_arguments: { ...DR.spider_arguments, from_date: "2025-01-01" }, users: ["bi"] };
     const result = assertApplied(harness.apply(config([changed, EC])));
     assert.deepEqual(acted(result), ["update data-support-crawls-crontab", "update data-support-crawls-dominican_republic", "update data-support-crawls-dominican_republic-read-access"]);
@@ -142,7 +138,7 @@ test("the last crawl removed: MAILTO and the lines of others stay; with nothing 
     assertApplied(harness.apply(config([])));
     assert.equal(await crontab(), ["MAILTO=sysadmin@open-contracting.org", "# added by a sysadmin", "30 3 * * * /usr/bin/true", ""].join("\n"));
     assert.equal(await sh("new", `ls ${HOME}/bin`), "");
-    await sh("new", "printf 'MAILTO=sysadmin@open-contracting.org\\n' | crontab -", "incremental");
+    await sh("new", "printf 'MAILTO=sysadmin@open-contracting.org\\n' | crontab -", { user: "incremental" });
     harness.reset("main");
     assertApplied(harness.apply(config([])));
     assert.match((await run("new", "crontab -l -u incremental")).stderr, /no crontab for incremental/);

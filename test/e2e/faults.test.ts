@@ -4,21 +4,16 @@
 // once the fault is gone ends with data equal to the old server's. The figures go to the report.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { TABLES_EXACT_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
+import { psql, sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 const outcomes: string[] = [];
 const DATA = "/home/incremental/data";
 
-async function sh(host: HostName, script: string, input?: string): Promise<string> {
-    const r = await run(host, script, { input });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
-const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
 /** Waits (a bounded loop on the host) until the new server is loading rows of kingfisher_collect. */
 const whileLoading = () =>
     sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done`);
@@ -87,7 +82,7 @@ test("the new server's services restarted between steps; the next run ends with 
     await sh("new", "pg_ctlcluster 15 main restart && pkill -HUP -x sshd && service cron restart");
     const result = assertApplied(harness.apply(testbedConfig(tb)));
     outcomes.push(`services restarted between steps: the next run completed (${result.steps.filter((s) => s.action === "create").length} steps)`);
-    assert.equal(await sh("new", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL), await sh("old", psql("kingfisher_collect"), TABLES_EXACT_FINGERPRINT_SQL));
+    assert.equal(await sh("new", psql("kingfisher_collect"), { input: TABLES_EXACT_FINGERPRINT_SQL }), await sh("old", psql("kingfisher_collect"), { input: TABLES_EXACT_FINGERPRINT_SQL }));
     for (const dir of [DATA, "/home/incremental/logs"]) {
         assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
     }

@@ -4,17 +4,13 @@
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
-import { down, pointName, run, runArgv, operatorCommand, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, runArgv, operatorCommand, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
+import { sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 
-async function sh(host: HostName, script: string): Promise<string> {
-    const r = await run(host, script);
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 
 /** The RabbitMQ management API, called from the operator's machine as an operator would. */
 async function rabbit(method: string, path: string, body?: unknown): Promise<void> {

@@ -3,9 +3,10 @@
 // verbatim where it is used, and the canary file an injected command would create never appears.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, type HostName, up, type Testbed } from "../hosts/testbed";
+import { down, pointName, type HostName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
 import { CANARY_FILE, PAYLOADS } from "../support/hostile";
+import { sh } from "../support/hosts";
 
 let tb: Testbed;
 const HOME = "/home/incremental";
@@ -15,11 +16,6 @@ const ARGS = Object.fromEntries(PAYLOADS.map((p, i) => [`p${i}`, p.replace(/\n/g
 const SETTINGS = Object.fromEntries(PAYLOADS.map((p, i) => [`HOSTILE_${i}`, p.replace(/\n/g, " ")]));
 const CARDINAL = PAYLOADS.join("\n") + "\n";
 
-async function sh(host: HostName, script: string, user?: string): Promise<string> {
-    const r = await run(host, script, { user });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 
 before(async () => {
     tb = await up();
@@ -47,7 +43,7 @@ test("tinyproxy.keep comments arrive verbatim in tinyproxy.conf", async (t) => {
 });
 
 test("spider arguments and settings arrive verbatim in scrapy's argument vector", async (t) => {
-    await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/hostile_api.sh`, "incremental");
+    await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/hostile_api.sh`, { user: "incremental" });
     const argv: string[] = JSON.parse((await sh("new", `cat ${HOME}/scrapy-standin.log`)).trim()).argv;
     for (const [k, v] of Object.entries(ARGS)) assert.ok(argv.includes(`${k}=${v}`), `${k}=${v}`);
     for (const [k, v] of Object.entries(SETTINGS)) assert.ok(argv.includes(`${k}=${v}`), `${k}=${v}`);

@@ -2,23 +2,18 @@
 // cron, rsync, RabbitMQ; stand-ins for docker and Scrapyd), then the outcome checked on the hosts.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { TABLES_EXACT_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
 import { runbookSteps } from "../../scripts/runbook";
+import { psql, sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 let first: ApplyResult;
 const before_: Record<string, string> = {};
 
-async function sh(host: HostName, script: string, input?: string): Promise<string> {
-    const r = await run(host, script, { input });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 
-const psql = (db: string) => `runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
 const EXCHANGE_RATES = columnsFingerprintSql("exchange_rates", ["valid_on", "rates", "created", "modified"]);
 
 before(async () => {
@@ -26,8 +21,8 @@ before(async () => {
     await pointName("collect.kingfisher.open-contracting.org", "new");
     harness = new Harness(tb);
     // What the old server holds before the migration: the copies must equal it.
-    before_.tables = await sh("old", `cd / && ${psql("kingfisher_collect")}`, TABLES_EXACT_FINGERPRINT_SQL);
-    before_.rates = await sh("old", `cd / && ${psql("pelican_backend")}`, EXCHANGE_RATES);
+    before_.tables = await sh("old", `${psql("kingfisher_collect")}`, { input: TABLES_EXACT_FINGERPRINT_SQL });
+    before_.rates = await sh("old", `${psql("pelican_backend")}`, { input: EXCHANGE_RATES });
     before_.data = await sh("old", treeFingerprint("/home/incremental/data").text);
     before_.logs = await sh("old", treeFingerprint("/home/incremental/logs").text);
     first = harness.apply(testbedConfig(tb));
@@ -79,14 +74,14 @@ test("over IPv6 an outsider is refused at the proxy port", async () => {
 });
 
 test("kingfisher_collect on new equals old: every table's row count and md5 of ordered rows", async () => {
-    const now = await sh("new", `cd / && ${psql("kingfisher_collect")}`, TABLES_EXACT_FINGERPRINT_SQL);
+    const now = await sh("new", `${psql("kingfisher_collect")}`, { input: TABLES_EXACT_FINGERPRINT_SQL });
     assert.ok(before_.tables.trim().split("\n").length >= 3, before_.tables);
     assert.ok(!/\|0\|/.test(before_.tables), "the seed has rows in every table");
     assert.equal(now, before_.tables);
 });
 
 test("exchange_rates on new equals old (valid_on, rates, created, modified)", async () => {
-    const now = await sh("new", `cd / && ${psql("pelican_backend")}`, EXCHANGE_RATES);
+    const now = await sh("new", `${psql("pelican_backend")}`, { input: EXCHANGE_RATES });
     assert.match(before_.rates, /^[1-9]\d*\|[0-9a-f]{32}\n$/);
     assert.equal(now, before_.rates);
 });

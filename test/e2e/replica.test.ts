@@ -4,19 +4,14 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
+import { psql, sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 let main: ApplyResult;
 let replicaRun: ApplyResult;
 
-const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db}`;
 
-async function sh(host: HostName, script: string, input?: string): Promise<string> {
-    const r = await run(host, script, { input });
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 
 /** Polls (a bounded loop on the host, not a sleep in the test) until `sql` on `host` prints `want`. */
 async function eventually(host: HostName, db: string, sql: string, want: string): Promise<string> {

@@ -2,8 +2,9 @@
 // address admits it, removing it shuts it out again, and an unchanged config touches nothing.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, run, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
+import { sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
@@ -19,11 +20,6 @@ after(async () => {
     await down();
 });
 
-async function sh(host: HostName, script: string): Promise<string> {
-    const r = await run(host, script);
-    assert.equal(r.code, 0, `${host}: ${script}\n${r.stderr}`);
-    return r.stdout;
-}
 
 /** The HTTP status `host` gets through the proxy, by address family ("000": no connection). */
 async function through(host: HostName): Promise<{ v4: string; v6: string }> {
