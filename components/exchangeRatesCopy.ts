@@ -5,7 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import type { TemporaryAccess } from "./temporaryAccess";
-import { columnsFingerprintSql, compareOrFail } from "./fingerprint";
+import { columnsFingerprintSql } from "./fingerprint";
+import { verifiedCopy } from "./verifiedCopy";
 import { sh, script } from "./shell";
 
 export const EXCHANGE_RATES_COLUMNS = ["valid_on", "rates", "created", "modified"];
@@ -26,26 +27,24 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
         const inherited = inheritedDependsOn(opts);
         const { newMain, access, database } = args;
         const columns = EXCHANGE_RATES_COLUMNS.join(", ");
-        const fingerprint = columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS);
         const copy = newMain.oneOff(
             `${name}-copy`,
             "copy-exchange-rates",
             script(
                 access.check("postgres"),
-                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
-                sh`fingerprints() { printf '%s' ${fingerprint} | ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${database}`} > "$fp/old"; printf '%s' ${fingerprint} | runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${database} > "$fp/new"; }`,
-                // Never overwrite rows, unless they already equal the old server's (an earlier run
-                // loaded them, then lost its connection before it could record the step as done).
-                sh`rows=$(runuser -u postgres -- psql -X -At -d ${database} -c 'SELECT count(*) FROM exchange_rates')`,
-                sh`if [ "$rows" != 0 ]; then
-  fingerprints
-  if cmp -s "$fp/old" "$fp/new"; then echo "exchange_rates: already an equal copy of the old server's (an earlier run was cut off); recorded as done"; exit 0; fi
-  echo ${`${newMain.hostname}: exchange_rates in ${database} already has`} "$rows" ${"row(s) that differ from the old server's; refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."} >&2; exit 1
-fi`,
-                // Committed only if the export finished: the end of data and COMMIT follow it.
-                sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
-                sh`fingerprints`,
-                compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `exchange_rates (${columns})`),
+                verifiedCopy({
+                    access,
+                    database,
+                    fingerprintSql: columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS),
+                    held: sh`runuser -u postgres -- psql -X -At -d ${database} -c ${"SELECT count(*) FROM exchange_rates"}`,
+                    refusal: [`${newMain.hostname}: exchange_rates in ${database} already has`, "row(s) that differ from the old server's; refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."],
+                    subject: "exchange_rates",
+                    compared: `exchange_rates (${columns})`,
+                    // Committed only if the export finished: the end of data and COMMIT follow it.
+                    copy: [
+                        sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
+                    ],
+                }),
                 sh`echo "exchange_rates: $(cut -d'|' -f1 "$fp/new") row(s) copied and verified equal"`,
             ),
             { parent: this, dependsOn: [...inherited, ...args.after, access.granted] },

@@ -12,6 +12,7 @@ import type { Host } from "./host";
 import type { TemporaryAccess } from "./temporaryAccess";
 import { removeCronEntries } from "./cron";
 import { compareOrFail, TABLES_FINGERPRINT_SQL } from "./fingerprint";
+import { verifiedCopy } from "./verifiedCopy";
 import { manifestContent, treeManifest } from "./treeManifest";
 import { sh, script, ShellText } from "./shell";
 
@@ -84,29 +85,23 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             "copy-kingfisher-collect",
             script(
                 access.check("postgres"),
-                sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
-                sh`printf '%s' ${TABLES_FINGERPRINT_SQL} > "$fp/sql"`,
-                sh`old_fingerprint() { ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -At -v ON_ERROR_STOP=1 -d ${db}`} < "$fp/sql" > "$fp/old"; }`,
-                sh`new_fingerprint() { runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${db} < "$fp/sql" > "$fp/new"; }`,
-                sh`fingerprints() { old_fingerprint & old=$!; new_fingerprint; wait "$old"; }`,
-                // Never overwrite: the target must hold no table yet, unless it already equals the
-                // old database (an earlier run loaded it, then lost its connection before it could
-                // record the step as done).
-                sh`tables=$(runuser -u postgres -- psql -X -At -d ${db} -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")`,
-                sh`if [ "$tables" != 0 ]; then
-  fingerprints
-  if cmp -s "$fp/old" "$fp/new"; then echo ${`${db}: already an equal copy of the old server's (an earlier run was cut off); recorded as done`}; exit 0; fi
-  echo ${`${newMain.hostname}: database ${db} already has`} "$tables" ${"table(s) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."} >&2; exit 1
-fi`,
-                // One transaction that commits only if the whole dump arrived: COMMIT is sent after
-                // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
-                // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
-                // More memory for the index builds of this one session speeds the load up.
-                sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
-                sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
-                // Both sides at once: each server hashes its own rows.
-                sh`fingerprints`,
-                compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, `tables of ${db}`),
+                verifiedCopy({
+                    access,
+                    database: db,
+                    fingerprintSql: TABLES_FINGERPRINT_SQL,
+                    held: sh`runuser -u postgres -- psql -X -At -d ${db} -c ${"SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"}`,
+                    refusal: [`${newMain.hostname}: database ${db} already has`, "table(s) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."],
+                    subject: db,
+                    compared: `tables of ${db}`,
+                    copy: [
+                        // One transaction that commits only if the whole dump arrived: COMMIT is sent after
+                        // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
+                        // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
+                        // More memory for the index builds of this one session speeds the load up.
+                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                        sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
+                    ],
+                }),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),
             { parent: this, dependsOn: [...inherited, stop] },

@@ -160,6 +160,17 @@ test("the next run completes: tables, files and exchange rates equal the old ser
     assert.doesNotMatch(await sh("old", "cat /var/lib/postgresql/.ssh/authorized_keys /home/incremental/.ssh/authorized_keys 2>/dev/null || true"), /data-support-/);
 });
 
+test("a copy loaded but not recorded (marker and state lost): the next run finds it equal to old's and records it as done", async () => {
+    await sh("new", `rm ${MARKERS}/copy-kingfisher-collect.done ${MARKERS}/copy-exchange-rates.done`);
+    harness.reset("main");
+    const result = assertApplied(harness.apply(testbedConfig(tb)));
+    const stdout = (suffix: string) => result.steps.find((s) => s.name.endsWith(suffix))?.stdout ?? "";
+    assert.match(stdout("-incremental-copy-database"), /kingfisher_collect: already an equal copy of the old server's \(an earlier run was cut off\); recorded as done/);
+    assert.match(stdout("-exchange-rates-copy"), /exchange_rates: already an equal copy of the old server's \(an earlier run was cut off\); recorded as done/);
+    assert.equal(await marker("new", "copy-kingfisher-collect"), "done\n");
+    assert.equal(await marker("new", "copy-exchange-rates"), "done\n");
+});
+
 test("a completed step never runs again, even with the state lost: rows written on new since stay", async () => {
     await sh("new", `${psql("kingfisher_collect")} -c "INSERT INTO crawl (spider, started) VALUES ('written_after', now())"`);
     await sh("new", `${psql("pelican_backend")} -c "INSERT INTO exchange_rates (valid_on, rates, created, modified) VALUES ('2030-01-01', '{}', now(), now())"`);
