@@ -2,39 +2,20 @@
 import { sh, ShellText } from "./shell";
 
 /**
- * How each row is read for its digest:
- * - "text": the row's text (`t::text`), exact to the byte.
- * - "jsonb-hash": the same, except that each jsonb column is replaced by PostgreSQL's 64-bit hash of
- *   its binary form (`jsonb_hash_extended`), so no JSON text is produced. On the benchmark's JSONB rows
- *   this costs 2.7x less CPU (bench/results.md). Its one blind spot: numbers equal in value but written
- *   with other trailing zeros (1.5 and 1.50) hash alike; pg_dump and psql keep them as written.
- */
-export type RowReading = "text" | "jsonb-hash";
-
-/**
  * SQL (for `psql -XAt`) printing one line per table: `schema.table|rows|md5`, where md5 is taken
- * over the md5 of every row, in the order of those digests (as bytea, so no collation is involved:
- * both servers sort alike whatever their locale). Per-row digests keep memory small on large tables.
+ * over the md5 of every row's text, in the order of those digests (as bytea, so no collation is
+ * involved: both servers sort alike whatever their locale). Per-row digests keep memory small.
+ *
+ * The row's text is exact, and it is most of the cost (JSON text out of every jsonb value). The
+ * binary hash of jsonb (`jsonb_hash_extended`) costs 2.7x less on the benchmark's rows, but it was
+ * tried and dropped: it skips where arrays and objects begin and end, so {"a": {"b": 1}, "c": 2} and
+ * {"a": {"b": 1, "c": 2}}, or ["tender"] and "tender", hash alike (test/e2e/copyFaults.test.ts).
  */
-export function tablesFingerprintSql(reading: RowReading): string {
-    const column =
-        reading === "text"
-            ? "format('t.%I', a.attname)"
-            : "CASE WHEN a.atttypid = 'jsonb'::regtype THEN format('jsonb_hash_extended(t.%I, 0)', a.attname) ELSE format('t.%I', a.attname) END";
-    return `SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(h, ''''::bytea ORDER BY h), ''''::bytea)) FROM (SELECT decode(md5(ROW(%s)::text), ''hex'') AS h FROM %I.%I t) r',
-  n.nspname || '.' || c.relname,
-  (SELECT string_agg(${column}, ', ' ORDER BY a.attnum) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
-  n.nspname, c.relname)
+export const TABLES_FINGERPRINT_SQL = `SELECT format('SELECT %L, count(*), md5(coalesce(string_agg(h, ''''::bytea ORDER BY h), ''''::bytea)) FROM (SELECT decode(md5(t::text), ''hex'') AS h FROM %I.%I t) r', n.nspname || '.' || c.relname, n.nspname, c.relname)
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
 ORDER BY n.nspname, c.relname \\gexec
 `;
-}
-
-/** What the copy step compares on both servers. */
-export const TABLES_FINGERPRINT_SQL = tablesFingerprintSql("jsonb-hash");
-/** The exact, slower reading: for tests and benchmarks, to check the copy independently of the step's own check. */
-export const TABLES_EXACT_FINGERPRINT_SQL = tablesFingerprintSql("text");
 
 /** SQL printing `rows|md5` over the given columns of one table, ordered by the first column. */
 export function columnsFingerprintSql(table: string, columns: string[]): string {
