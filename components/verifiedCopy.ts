@@ -26,12 +26,12 @@ export interface VerifiedCopyArgs {
 /** Lines of a one-off step's script; "$fp/new" holds the new server's fingerprint at the end. */
 export function verifiedCopy(args: VerifiedCopyArgs): ShellText {
     const { access, database } = args;
-    const psql = `psql -X -At -v ON_ERROR_STOP=1 -d ${database}`;
+    const psql = ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", database];
     return script(
         sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
         sh`printf '%s' ${args.fingerprintSql} > "$fp/sql"`,
         // Both sides at once: each server hashes its own rows.
-        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${psql} < "$fp/sql" > "$fp/old" & old=$!; runuser -u postgres -- ${psql.split(" ")} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
+        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${psql.join(" ")} < "$fp/sql" > "$fp/old" & old=$!; runuser -u postgres -- ${psql} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
         sh`held=$(${args.held})`,
         sh`if [ "$held" != 0 ]; then
   fingerprints

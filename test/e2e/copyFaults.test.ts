@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
 import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
-import { psql, sh } from "../support/hosts";
+import { psql, sh, whileLoading } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
@@ -106,7 +106,7 @@ test("an expired transfer key stops the copy with a guide to grant it again", as
 test("the database transfer killed mid-COPY: the load is rolled back, no table is left on new", async () => {
     const applying = harness.applyInBackground(testbedConfig(tb));
     // Kill pg_dump on the old server once the new server is loading rows.
-    await sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done; echo $n`);
+    await whileLoading();
     await sh("old", "pkill -x pg_dump");
     const result = await applying;
     assert.equal(result.ok, false);
@@ -118,7 +118,7 @@ test("the database transfer killed mid-COPY: the load is rolled back, no table i
 
 test("a row changed on old during the copy (a writer the halt missed): the verification fails; the next run refuses to overwrite", async () => {
     const applying = harness.applyInBackground(testbedConfig(tb));
-    await sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done; echo $n`);
+    await whileLoading();
     // pg_dump's snapshot is older than this change, so new gets the row as it was.
     await sh("old", `${psql("kingfisher_collect")} -c "UPDATE bulk SET data = jsonb_set(data, '{pad}', '\\"changed during the copy\\"') WHERE id = 7"`);
     const result = await applying;

@@ -7,16 +7,12 @@ import * as assert from "node:assert/strict";
 import { down, pointName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
-import { psql, sh } from "../support/hosts";
+import { psql, sh, whileLoading } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 const outcomes: string[] = [];
 const DATA = "/home/incremental/data";
-
-/** Waits (a bounded loop on the host) until the new server is loading rows of kingfisher_collect. */
-const whileLoading = () =>
-    sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done`);
 
 function failed(result: ApplyResult, fault: string, pattern: RegExp): void {
     assert.equal(result.ok, false, `${fault}: the run should fail`);
