@@ -68,7 +68,9 @@ printf '%s %s\\n' "$options" "$pubkey" >> "$f.tmp"
 chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
         );
         const grant = script(
-            sh`IFS= read -r pubkey`,
+            // The provider stores stdout with its trailing newline removed (pulumi-command v1.2.1
+            // remote/commandOutputs.go), and `read` fails at an end of input with no newline.
+            sh`IFS= read -r pubkey || [ -n "$pubkey" ]`,
             sh`case "$pubkey" in "ssh-ed25519 "*${` ${this.comment}`}) ;; *) echo "unexpected public key on stdin" >&2; exit 1;; esac`,
             sh`options=${options}; options=\${options/EXPIRY/$(date -u -d ${`+${args.hours} hours`} +%Y%m%d%H%M)}`,
             ...grants,
