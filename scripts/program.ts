@@ -20,6 +20,8 @@ export interface Registered {
     /** URNs this resource depends on (dependsOn and property dependencies). */
     dependencies: string[];
     parent: string;
+    /** The resource option: replace by deleting the old one first (the engine's default creates the new one first). */
+    deleteBeforeReplace: boolean;
     /** What the program said about it for the runbook: a one-off step, or a gate and its condition. */
     note?: RunbookNote;
 }
@@ -29,6 +31,13 @@ export interface ProgramRun {
     /** The stack outputs, each resolved, and which of them are secret. */
     outputs: Record<string, unknown>;
     secretOutputs: string[];
+}
+
+/** The outputs of a stack read through a StackReference, and which of them that stack marked secret. */
+export interface StackOutputs {
+    outputs: Record<string, unknown>;
+    /** Only these read as secret (pulumi/pulumi v3.248.0 pkg/resource/deploy/builtins.go, readStackReference). */
+    secretOutputNames?: string[];
 }
 
 export type Executor = (resource: Registered) => Promise<{ id?: string; state?: Record<string, unknown> }>;
@@ -58,12 +67,21 @@ export function toAllConfig(config: Record<string, unknown>): Record<string, str
  */
 export async function runProgram(
     config: Record<string, unknown>,
-    options: { preview?: boolean; stack?: string; execute?: Executor; stackOutputs?: Record<string, Record<string, unknown>>; record?: Registered[] } = {},
+    options: {
+        preview?: boolean;
+        stack?: string;
+        execute?: Executor;
+        stackOutputs?: Record<string, StackOutputs>;
+        record?: Registered[];
+        /** The program's entry point (default: index.ts). */
+        entry?: string;
+    } = {},
 ): Promise<ProgramRun> {
     const resources: Registered[] = options.record ?? [];
     const execute: Executor = options.execute ?? (async (r) => ({ id: `${r.name}-id`, state: defaultState(r) }));
     const original = MockMonitor.prototype.registerResource;
     const stackOutputs = options.stackOutputs ?? {};
+    const seen = new Set<string>();
     // Notes are kept by resource name: forget those of an earlier run in this process.
     clearRunbookNotes();
     MockMonitor.prototype.registerResource = async function (this: any, req: any, callback: any) {
@@ -80,7 +98,24 @@ export async function runProgram(
         const deps = new Set<string>(req.getDependenciesList());
         req.getPropertydependenciesMap().forEach((v: any) => v.getUrnsList().forEach((u: string) => deps.add(u)));
         const urn = this.newUrn(req.getParent(), type, name);
-        const record: Registered = { urn, type, name, inputs, secretInputs, dependencies: [...deps], parent: req.getParent(), note: runbookNote(name) };
+        // The engine refuses a second registration of one URN, in preview too (pulumi/pulumi v3.248.0
+        // pkg/resource/deploy/step_generator.go: "Duplicate resource URN").
+        if (seen.has(urn)) {
+            callback(new Error(`Duplicate resource URN '${urn}'; try giving it a unique name`), undefined);
+            return;
+        }
+        seen.add(urn);
+        const record: Registered = {
+            urn,
+            type,
+            name,
+            inputs,
+            secretInputs,
+            dependencies: [...deps],
+            parent: req.getParent(),
+            deleteBeforeReplace: req.getDeletebeforereplace(),
+            note: runbookNote(name),
+        };
         if (req.getCustom()) resources.push(record);
         const self = this;
         (async () => {
@@ -118,18 +153,21 @@ export async function runProgram(
         // StackReference reads go through readResource: answer with the given stack's outputs.
         MockMonitor.prototype.readResource = async function (this: any, req: any, callback: any) {
             const name = req.getName();
-            const outputs = stackOutputs[name] ?? {};
+            const read = stackOutputs[name] ?? { outputs: {} };
+            const secretNames = read.secretOutputNames ?? [];
+            // Each output the other stack marked secret is secret, and only those.
+            const outputs = Object.fromEntries(Object.entries(read.outputs).map(([k, v]) => [k, secretNames.includes(k) ? pulumi.secret(v) : v]));
             (async () => {
                 const rpc = require("@pulumi/pulumi/runtime/rpc");
                 const resproto = require("@pulumi/pulumi/proto/resource_pb");
                 const structproto = require("google-protobuf/google/protobuf/struct_pb");
                 const response = new resproto.ReadResourceResponse();
                 response.setUrn(this.newUrn(req.getParent(), req.getType(), name));
-                response.setProperties(structproto.Struct.fromJavaScript(await rpc.serializeProperties("", { name, outputs: pulumi.secret(outputs), secretOutputNames: [] })));
+                response.setProperties(structproto.Struct.fromJavaScript(await rpc.serializeProperties("", { name, outputs, secretOutputNames: secretNames })));
                 callback(null, response);
             })().catch((e) => callback(e, undefined));
         };
-        const entry = path.join(REPO, "index.ts");
+        const entry = options.entry ?? path.join(REPO, "index.ts");
         delete require.cache[require.resolve(entry)];
         const exported = require(entry) as Record<string, unknown>;
         const outputs: Record<string, unknown> = {};

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { ConfigError, loadStackConfig, type ServerConfig, type StackConfig as Validated } from "../components/config";
 import { Graph } from "./graph";
-import { REPO, runProgram, toAllConfig, type Executor, type ProgramRun, type Registered } from "./program";
+import { REPO, runProgram, toAllConfig, type Executor, type ProgramRun, type Registered, type StackOutputs } from "./program";
 import { outputsStep, SEQUENCES, stageOf, type Sequence } from "./sequence";
 import { readStackConfig, SECRET, SECRET_PLACEHOLDERS, stacksIn, StackFileError } from "./stackConfig";
 
@@ -73,7 +73,7 @@ export interface RunbookOptions {
     /** The stack name (it is part of every URN). Default `main`. */
     stack?: string;
     /** Outputs of the stacks read through a StackReference, by reference name. */
-    stackOutputs?: Record<string, Record<string, unknown>>;
+    stackOutputs?: Record<string, StackOutputs>;
 }
 
 const RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword";
@@ -184,12 +184,13 @@ export async function runbookSteps(config: Record<string, unknown>, options: Run
 export async function runbookForStack(dir: string, stack: string): Promise<Runbook> {
     const { config } = readStackConfig(dir, stack);
     const cfg = loadStackConfig(toAllConfig(config));
-    const stackOutputs: Record<string, Record<string, unknown>> = {};
+    const stackOutputs: Record<string, StackOutputs> = {};
     if (cfg.role === "replica") {
         const mainStack = cfg.mainStack.split("/").pop()!;
         if (mainStack !== stack && stacksIn(dir).includes(mainStack)) {
             try {
-                stackOutputs[cfg.mainStack] = (await mockRun(readStackConfig(dir, mainStack).config, { stack: mainStack })).run.outputs;
+                const { run } = await mockRun(readStackConfig(dir, mainStack).config, { stack: mainStack });
+                stackOutputs[cfg.mainStack] = { outputs: run.outputs, secretOutputNames: run.secretOutputs };
             } catch (error) {
                 if (!(error instanceof ConfigError)) throw error;
                 throw new StackFileError(`stack ${stack} reads the outputs of stack ${mainStack}, whose config is invalid (npm run runbook -- ${mainStack}):\n${error.message}`);

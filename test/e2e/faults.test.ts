@@ -16,7 +16,9 @@ const DATA = "/home/incremental/data";
 
 function failed(result: ApplyResult, fault: string, pattern: RegExp): void {
     assert.equal(result.ok, false, `${fault}: the run should fail`);
-    assert.match(result.error ?? "", pattern);
+    // The failed step, where it ran, and the engine's error (the provider's text, with the output).
+    const described = `${result.failed?.name ?? "(no step)"} failed on ${result.failed?.host ?? "?"} (exit ${result.failed?.exitCode ?? "?"})\n${result.error}`;
+    assert.match(described, pattern);
     outcomes.push(`${fault}: failed clearly (${(result.error ?? "").split("\n")[0]})`);
 }
 

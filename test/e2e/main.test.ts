@@ -157,7 +157,8 @@ test("a broken config (wrong database name) fails naming the host and the comman
     broken.incremental = { ...broken.incremental, database: "kingfisher_colect" };
     const result = harness.apply(broken);
     assert.equal(result.ok, false);
-    assert.match(result.error ?? "", /failed on root@198\.51\.100\.23/);
+    assert.equal(result.failed?.host, "root@198.51.100.23");
+    // The engine's error names the resource; the provider's, the command it ran, then its output.
+    assert.match(result.error ?? "", /^command:remote:Command \(data-support-[a-z-]+\):\n    error: Process exited with status \d+: running "/);
     assert.match(result.error ?? "", /kingfisher_colect/);
-    assert.match(result.error ?? "", /--- command ---/);
 });

@@ -34,8 +34,9 @@ function replicaConfig(): Record<string, any> {
     };
 }
 
-const applyReplica = (mainOutputs: Record<string, unknown> = main.outputs) =>
-    harness.apply(replicaConfig(), { stack: "replica", stackOutputs: { "organization/data-support/main": mainOutputs } });
+// What the main stack's StackReference reads: its outputs, and which of them it marked secret.
+const applyReplica = (mainRun: Pick<ApplyResult, "outputs" | "secretOutputs"> = main) =>
+    harness.apply(replicaConfig(), { stack: "replica", stackOutputs: { "organization/data-support/main": { outputs: mainRun.outputs, secretOutputNames: mainRun.secretOutputs } } });
 
 before(async () => {
     tb = await up();
@@ -57,7 +58,7 @@ test("main side: a REPLICATION role, a physical slot and one hostssl line per re
 });
 
 test("a main stack without a replica: the replica stack stops with one clear error, running nothing", () => {
-    const result = applyReplica({ newServer: main.outputs.newServer });
+    const result = applyReplica({ outputs: { newServer: main.outputs.newServer }, secretOutputs: [] });
     assert.equal(result.ok, false);
     assert.match(result.error ?? "", /organization\/data-support\/main has no replication output: add servers\.replica to the main stack's config/);
     assert.deepEqual(result.steps, []);
@@ -108,7 +109,7 @@ test("re-pointing: a changed main replaces the standby with no manual step, and 
     // The main stack now reports another name for the main (as after a move): the replica is rebuilt from it.
     const moved = structuredClone(main.outputs) as any;
     moved.newServer.hostname = "ocp25.open-contracting.org";
-    const result = assertApplied(applyReplica(moved));
+    const result = assertApplied(applyReplica({ outputs: moved, secretOutputs: main.secretOutputs }));
     assert.deepEqual(result.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`), ["replace data-support-replica-standby"]);
     assert.match(String(result.outputs.status), /streaming from ocp25/);
     await sh("new", `${psql("kingfisher_collect")} -c "INSERT INTO crawl (spider, started) VALUES ('after_repoint', now())"`);

@@ -65,6 +65,7 @@ export class Harness {
             stack,
             statePath: this.statePath(stack),
             preview: options.preview ?? false,
+            replace: options.replace ?? [],
             operator: operatorCommand([]),
             stackOutputs: options.stackOutputs,
             scratchDir: path.join(this.dir, "scratch"),
@@ -85,7 +86,10 @@ export class Harness {
 
 export interface ApplyOptions {
     stack?: string;
+    /** `pulumi preview`: reports each step's action, runs nothing, saves no state. */
     preview?: boolean;
+    /** `pulumi up --replace <urn>`: these URNs are replaced whatever their diff says. */
+    replace?: string[];
     stackOutputs?: ApplyRequest["stackOutputs"];
 }
 

@@ -27,7 +27,7 @@ function standbyOf(resources: { name: string; inputs: Record<string, any>; secre
 }
 
 test("from the main stack's outputs: the password reaches the standby on stdin only, as a secret", async () => {
-    const run = await runProgram(replicaConfig(), { stack: "replica", stackOutputs: { "organization/data-support/main": mainOutputs } });
+    const run = await runProgram(replicaConfig(), { stack: "replica", stackOutputs: { "organization/data-support/main": { outputs: mainOutputs, secretOutputNames: ["replication"] } } });
     const standby = standbyOf(run.resources);
     assert.ok(standby.inputs.stdin.includes(PASSWORD));
     assert.ok(standby.secretInputs.includes("stdin"));

@@ -96,7 +96,7 @@ test("replica stack: the replication password and the key stay out of command te
     // The main's password as the main stack's output, and as explicit config (main stack elsewhere).
     const fromStack = await runProgram(config, {
         stack: "replica",
-        stackOutputs: { "organization/data-support/main": { newServer: main, replication: { role: "replica", slot: "replica1", password: REPLICATION, maxWorkerProcesses: "8" } } },
+        stackOutputs: { "organization/data-support/main": { outputs: { newServer: main, replication: { role: "replica", slot: "replica1", password: REPLICATION, maxWorkerProcesses: "8" } }, secretOutputNames: ["replication"] } },
     });
     report(t, "replica stack, main from its StackReference", audit(fromStack, secrets));
     const fromConfig = await runProgram({ ...config, main: { ...main, password: REPLICATION, maxWorkerProcesses: 8 } }, { stack: "replica" });
