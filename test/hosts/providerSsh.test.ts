@@ -2,7 +2,7 @@
 // against Debian 12's real OpenSSH server. Each test names the provider source it pins (paths under
 // provider/pkg/provider/remote/ at tag v1.2.1): re-check them when @pulumi/command is upgraded.
 //
-// Needs root and unshare, but NOT the test hosts: two sshd (a target and a jump host) and an
+// Needs root and unshare, but NOT the test hosts: three sshd (target, jump host, SHA-1 control) and an
 // ssh-agent run in an anonymous network namespace with loopback only (no ds-* names, no flock
 // needed), torn down at the end. Run: node --import tsx --test test/hosts/providerSsh.test.ts
 import assert from "node:assert/strict";
@@ -123,8 +123,8 @@ describe("provider-ssh against Debian's OpenSSH", { skip }, () => {
     });
 
     after(async () => {
-        if (holder?.pid !== undefined && holder.exitCode === null) {
-            process.kill(-holder.pid, "SIGTERM"); // its process group: unshare, bash, sshd x2, ssh-agent
+        if (holder?.pid !== undefined && holder.exitCode === null && holder.signalCode === null) {
+            process.kill(-holder.pid, "SIGTERM"); // its process group: unshare, bash, three sshd, ssh-agent
             await holderClosed;
         }
         if (dir) fs.rmSync(dir, { recursive: true, force: true });
