@@ -150,8 +150,8 @@ test("an expired transfer key stops the copy with a guide; `pulumi up --replace`
     assert.equal(result.ok, false);
     assert.match(result.error ?? "", /ocp04\.open-contracting\.org does not accept the transfer key of ocp23\.open-contracting\.org for postgres \(it expires 12 h after it was granted/);
     assert.match(result.error ?? "", /pulumi up --replace "\$\(pulumi stack --show-urns \| grep -o 'urn:pulumi:\[\^ \]\*::data-support-transfer-grant'\)"/);
-    // What the guide's grep finds in the stack's URNs.
-    const grant = result.registered.map((r) => r.urn).filter((urn) => /^urn:pulumi:[^ ]*::data-support-transfer-grant$/.test(urn));
+    // What the guide's grep finds in `pulumi stack --show-urns`.
+    const grant = harness.stackUrns().filter((urn) => /^urn:pulumi:[^ ]*::data-support-transfer-grant$/.test(urn));
     assert.equal(grant.length, 1);
     const replaced = harness.apply(testbedConfig(tb), { replace: grant });
     assertApplied(replaced);

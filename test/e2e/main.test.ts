@@ -144,6 +144,25 @@ test("the temporary transfer key is gone from the old server", async () => {
     assert.doesNotMatch(keys, /data-support-/);
 });
 
+test("a preview after the up: every resource is same; a changed config is reported and reaches no host; nothing is saved", async () => {
+    const unchanged = harness.apply(testbedConfig(tb), { preview: true });
+    assert.ok(unchanged.ok, unchanged.error);
+    assert.deepEqual(unchanged.steps.filter((s) => s.action !== "same"), []);
+    const seen = async () => [await sh("docs", "cat /etc/tinyproxy/tinyproxy.conf"), await sh("new", "crontab -l -u incremental")];
+    const before = await seen();
+    const state = JSON.stringify(harness.stackUrns());
+    const changed = testbedConfig(tb);
+    changed.tinyproxy = { ...changed.tinyproxy, keep: [{ address: "198.51.100.77", comment: "preview only" }] };
+    changed.incremental.crawls[1].day = 2;
+    const preview = harness.apply(changed, { preview: true });
+    assert.ok(preview.ok, preview.error);
+    const acted = preview.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`).sort();
+    assert.ok(acted.includes("update data-support-tinyproxy-config"), acted.join(", "));
+    assert.ok(acted.includes("update data-support-crawls-crontab"), acted.join(", "));
+    assert.deepEqual(await seen(), before, "the preview changed nothing on the docs server or the new server");
+    assert.equal(JSON.stringify(harness.stackUrns()), state);
+});
+
 test("a second `pulumi up` with the same config changes nothing", () => {
     const second = assertApplied(harness.apply(testbedConfig(tb)));
     const acted = second.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`);

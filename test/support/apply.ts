@@ -211,6 +211,8 @@ async function main(): Promise<void> {
     });
     const keepAlive = setInterval(() => undefined, 1000);
     let run;
+    // What registered, kept even when the program does not finish (a failed run).
+    const registered: Registered[] = [];
     try {
         run = await Promise.race([
             failedAndIdle,
@@ -219,6 +221,7 @@ async function main(): Promise<void> {
                 stack: request.stack,
                 stackOutputs: request.stackOutputs,
                 entry: request.program,
+                record: registered,
                 execute: async (r) => {
                     // step_executor.go: once a step failed, the engine starts no new step; the
                     // registration is never answered (the steps already running finish).
@@ -350,7 +353,7 @@ async function main(): Promise<void> {
         steps,
         outputs: run?.outputs ?? {},
         secretOutputs: run?.secretOutputs ?? [],
-        registered: (run?.resources ?? []).map((r) => ({ urn: r.urn, type: r.type, name: r.name })),
+        registered: registered.map((r) => ({ urn: r.urn, type: r.type, name: r.name })),
     };
     fs.writeFileSync(resultPath, JSON.stringify(result, null, 1));
     process.exit(0);

@@ -27,6 +27,12 @@ export class Harness {
         return path.join(this.dir, `state-${stack}.json`);
     }
 
+    /** The URNs in the stack's state, as `pulumi stack --show-urns` lists them. */
+    stackUrns(stack = "main"): string[] {
+        const file = this.statePath(stack);
+        return fs.existsSync(file) ? Object.keys(JSON.parse(fs.readFileSync(file, "utf8")).resources ?? {}) : [];
+    }
+
     /** Forgets a stack's state (a fresh `pulumi stack init`). */
     reset(stack: string): void {
         fs.rmSync(this.statePath(stack), { force: true });
