@@ -63,6 +63,17 @@ export interface StepRecord {
     unknownInputs?: string[];
 }
 
+/**
+ * What the harness prints on its stdout while it runs, one JSON object a line, as the CLI shows a
+ * run's progress: a step starts, its output arrives (the provider logs it live), a step ends.
+ */
+export type ApplyEvent =
+    | { event: "start"; name: string; type: string; action: StepRecord["action"]; host: string }
+    | { event: "output"; name: string; stream: "stdout" | "stderr"; text: string }
+    | { event: "end"; name: string; action: StepRecord["action"]; host: string; exitCode: number; durationMs: number; ok: boolean };
+
+const emit = (event: ApplyEvent) => process.stdout.write(`${JSON.stringify(event)}\n`);
+
 export interface ApplyResult {
     ok: boolean;
     /** The engine's error for the failed step: `<type> (<name>):\n    error: <provider's message>`. */
@@ -154,15 +165,18 @@ async function main(): Promise<void> {
         const inputs = r.inputs;
         const remote = r.type === "command:remote:Command";
         const start = Date.now();
+        const host = remote ? `${inputs.connection.user ?? "root"}@${inputs.connection.host}` : "operator (local)";
+        emit({ event: "start", name: r.name, type: r.type, action, host });
         const res = remote
-            ? await runRemoteCommand(request.operator, request.scratchDir, inputs.connection, text, inputs.stdin)
+            ? await runRemoteCommand(request.operator, request.scratchDir, inputs.connection, text, inputs.stdin, (stream, chunk) => emit({ event: "output", name: r.name, stream, text: chunk }))
             : await runLocal(text, inputs.stdin);
+        emit({ event: "end", name: r.name, action, host, exitCode: res.exitCode, durationMs: Date.now() - start, ok: res.error === undefined });
         const record: StepRecord = {
             urn: r.urn,
             name: r.name,
             type: r.type,
             action,
-            host: remote ? `${inputs.connection.user ?? "root"}@${inputs.connection.host}` : "operator (local)",
+            host,
             command: text,
             exitCode: res.exitCode,
             stdout: trimmed(res.stdout),

@@ -7,10 +7,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { REPO } from "./program";
-import type { ApplyRequest, ApplyResult, StepRecord } from "./apply";
+import type { ApplyEvent, ApplyRequest, ApplyResult, StepRecord } from "./apply";
 import { operatorCommand, STATE_DIR, type Testbed } from "../hosts/testbed";
 
-export type { ApplyResult, StepRecord };
+export type { ApplyEvent, ApplyResult, StepRecord };
 
 export class Harness {
     private readonly dir: string;
@@ -46,11 +46,22 @@ export class Harness {
     }
 
     /** Like apply, while the test goes on (to inject a fault while a step runs). */
-    applyInBackground(config: Record<string, unknown>, options: ApplyOptions = {}): Promise<ApplyResult> {
+    applyInBackground(config: Record<string, unknown>, options: ApplyOptions = {}, onEvent?: (event: ApplyEvent) => void): Promise<ApplyResult> {
         const { argv, resultPath } = this.prepare(config, options);
         const child = spawn(process.execPath, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
         let output = "";
-        child.stdout.on("data", (d) => (output += d));
+        let pending = "";
+        child.stdout.on("data", (d) => {
+            output += d;
+            // One event a line (apply.ts ApplyEvent); anything else is the program's own output.
+            pending += d;
+            const lines = pending.split("\n");
+            pending = lines.pop() ?? "";
+            for (const line of lines) {
+                if (!line.startsWith("{\"event\":")) continue;
+                onEvent?.(JSON.parse(line) as ApplyEvent);
+            }
+        });
         child.stderr.on("data", (d) => (output += d));
         return new Promise((resolve, reject) => {
             child.on("error", reject);

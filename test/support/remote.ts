@@ -12,7 +12,19 @@ export interface RemoteResult {
     error?: string;
 }
 
-export async function runRemoteCommand(operator: string[], scratchDir: string, connection: SshConnection, command: string, stdin: string | undefined): Promise<RemoteResult> {
-    const res = await runProviderSsh(operator, scratchDir, connection, command, { stdin });
+/** `onOutput` sees the command's output as it arrives, as the provider logs it while the step runs. */
+export async function runRemoteCommand(
+    operator: string[],
+    scratchDir: string,
+    connection: SshConnection,
+    command: string,
+    stdin: string | undefined,
+    onOutput?: (stream: "stdout" | "stderr", chunk: string) => void,
+): Promise<RemoteResult> {
+    const res = await runProviderSsh(operator, scratchDir, connection, command, {
+        stdin,
+        onStdout: (chunk) => onOutput?.("stdout", chunk),
+        onStderr: (chunk) => onOutput?.("stderr", chunk),
+    });
     return { stdout: res.liveStdout, stderr: res.liveStderr, exitCode: res.exitCode, error: res.error ?? undefined };
 }
