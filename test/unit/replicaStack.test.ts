@@ -54,3 +54,14 @@ test("explicit main config is validated like the rest: each bad key is named", a
             /data-support:main\.maxWorkerProcesses/.test(e.message),
     );
 });
+
+test("StackReference (pulumi v3.248.0 pkg/resource/deploy/builtins.go; @pulumi/pulumi stackReference.js isSecretOutputName): only outputs the main stack marked secret read as secret", async () => {
+    const read = async (secretOutputNames: string[]) => {
+        const run = await runProgram(replicaConfig(), { stack: "replica", stackOutputs: { "organization/data-support/main": { outputs: mainOutputs, secretOutputNames } } });
+        return standbyOf(run.resources).secretInputs.filter((k) => k === "stdin" || k === "triggers").sort();
+    };
+    // The main's name and address (the standby's triggers) are plain; the password (stdin) is secret.
+    assert.deepEqual(await read(["replication"]), ["stdin"]);
+    // Had the main marked newServer secret, the triggers made of it would be secret too.
+    assert.deepEqual(await read(["newServer", "replication"]), ["stdin", "triggers"]);
+});
