@@ -143,9 +143,13 @@ async function main(): Promise<void> {
         fs.renameSync(tmp, request.statePath);
     };
     if (state.pending.length > 0) {
-        // deployment.go: pending operations are reported, then dropped; a resource whose create was
-        // pending is not in the state, so it is created again.
-        for (const p of state.pending) warnings.push(`Attempting to deploy or update resources with a pending ${p.op} operation from a previous deployment: ${p.urn}. It may have been left half-done; it is ${p.op === "creating" ? "created" : "carried out"} again.`);
+        // deployment_executor.go: the pending operations of an interrupted run are reported (in its
+        // words), then dropped; a resource whose create was pending is not in the state, so it is
+        // created again.
+        warnings.push(
+            `Attempting to deploy or update resources with ${state.pending.length} pending operations from previous deployment.\n` +
+                state.pending.map((p) => `  * ${p.urn}, interrupted while ${p.op}`).join("\n"),
+        );
         if (!request.preview) {
             state.pending = [];
             save();

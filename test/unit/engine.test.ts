@@ -239,7 +239,7 @@ test("the engine saves the state after each step; an interrupted run's pending o
     const next = stack.up(specs(stack.say("second-again")));
     assert.ok(next.ok, next.error);
     assert.equal(next.warnings.length, 1);
-    assert.match(next.warnings[0], /pending creating operation .*::second/);
+    assert.match(next.warnings[0], /^Attempting to deploy or update resources with 1 pending operations from previous deployment\.\n  \* urn:pulumi:[^ ]*::second, interrupted while creating$/);
     assert.deepEqual(acted(next), ["same first", "create second"]);
     assert.deepEqual(stack.state().pending, []);
 });
