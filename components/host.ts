@@ -3,7 +3,7 @@
 // the design requires are applied here once (see ../shared/design.md, "@pulumi/command semantics").
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import type { ServerConfig } from "./config";
+import { pinHostKeyCommand, type ServerConfig } from "./config";
 import { noteForRunbook } from "./runbookNotes";
 import { sh, ShellText, script } from "./shell";
 
@@ -51,7 +51,7 @@ export class Host {
             warnedHosts.add(server.hostname);
             void pulumi.log.warn(
                 `data-support:servers.${key}.ssh.hostKey is not set: the SSH host key of ${server.hostname} will NOT be checked. ` +
-                    `Pin it: pulumi config set --path 'data-support:servers.${key}.ssh.hostKey' "$(ssh-keyscan -t ed25519 ${server.hostname} | cut -d' ' -f2-)"`,
+                    `Pin it: ${pinHostKeyCommand(`data-support:servers.${key}.ssh.hostKey`, server.hostname, server.ssh.port)}`,
             );
         }
         const jump = server.ssh.jumpHost;

@@ -7,6 +7,16 @@ export const CANARY = {
 
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPLfgb8NCsq8iWwOKD94KbEioHv1Pou5MsJjvBtNZ01";
 
+// Real keys, made with ssh-keygen (OpenSSH 9.2) for these tests; none is any server's.
+export const KEYS = {
+    rsa: "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQClY04dB6pZactgKtwDx8QLzHU73zb0H9XM/IFn1Jw5kP4++D08A9DhIC72OQ+x/lFFADZ5pK8llux94wPg91KIV4pzJLBnxOny8Annft4pWO3i7tAhDZWsnXNBrnsmN9BxbLCnfhUSMGfr/4f+2zCyAfVesb5kwjPyoV1X6KgIBd7hbVBvQaPACIbsF40SgzoWRgD4qUhnrwEiufAqzcKFOJIWyipyVcgRcgDqEYZkpD3Ewf1S/Ty0b/TL04IEo3PM3NoR6Y49L8kvZ+mXCxA8dktJZRaEKUmf+cExfMt6reOXsNu+hT8EVTJPxMZF1oYse995a6htiiGALesnuwl/",
+    dss: "ssh-dss AAAAB3NzaC1kc3MAAACBAO9Kqbxc+hm3bMQWBh5YMLKHltOL9juHms50JQvLH2a6OJZySP2zEmFcTtGxZajEpBdV8A4/19WrIRMmquvGfSeh69lH/fkYe+SkIvcgj4rms/GFTCVz/U8oQrUR3Ls309Iz6yeTZtfVTjfPKgUx08jitNh6Pv8KhHc1csn13hhxAAAAFQDa8y/72tvgfprmgSfaFBy5jDZqewAAAIApTSxC2jt2K5W50RLExNgbMETl5xwbg0cZu0P5/VUBpJs1Y9roNzNn3vqmi6gJSYyGzn5nJUsb3XQFBYfx9ei56EPu78wxHcBO+YVyn2lHe30AmjoPQcYx+8t3bdAwiPSs10y9JzwqBQntagZGB1RtQhNwdMEF/t/vQS+OqBhQDwAAAIEAr1kE6ZtT0wDOI6uDQ21CuNftYQf137kDfMY+K3XkdpiryWcx1WbLlShuTcVGGs0gshhzUeVfVAtafoXpM24Z2lzzeVYXEjmHgxy8TnztGZv27+uRFRnrPFm+I7sBPifzZ3u7UmVkAsUCN1tEg7t/8bmP8DPkhm4OTlWw+aRC6fM=",
+    p256: "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE+KAU0FPSnF4A5FnwDBSylqlq3t2/TR/Fy7W8Fr5tGwI4s8qqlH6sxvQCMCF9MzpdR5FmAs3jtgTdhn6G7ABRE=",
+    p384: "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBGeonbzOIEurrtRE6eyqJ5QLZ8HLP7M5qW6fsxmcQ18Y4XaJBCrnSiOdjqe3qr+/wEVxk64mRAtrLN3RBz0SgRKQnr/RgYkkoypPPZ7BLjLCvqdzS4wz3f5QzCrQbKbQjg==",
+    p521: "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAFFliGgqTcN85UGBCYAMT7frUj6FMbdkhmOtPhT/hlv19zKYcmlr4zMOy7yytxJtx1W7Y537kwEMvtYCFtewEP6NwGObT6uCjPnvQayJezocZkZRU2xlM8Iku1z5ikjCS8bF042YKNqUyyltPSCaRSek1++i8v+KRT8/BCywHAqLf5txQ==",
+    ed25519: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDEp6sWFHt/QKy9UkBsspIX146n67o6jR39GgiQL8mR2",
+};
+
 export function mainConfig(overrides: Record<string, unknown> = {}): Record<string, any> {
     const server = (name: string, n: number) => ({
         hostname: `${name}.open-contracting.org`,

@@ -7,7 +7,7 @@ import * as assert from "node:assert/strict";
 import fc from "fast-check";
 import { z } from "zod";
 import { CONFIG_KEYS, ConfigError, PROJECT, parseStackConfig, stackSchema } from "../../components/config";
-import { CANARY, HOST_KEY, mainConfig, withReplica } from "../support/fixtures";
+import { CANARY, HOST_KEY, KEYS, mainConfig, withReplica } from "../support/fixtures";
 import { runProgram, type Registered } from "../support/program";
 
 const SEED = 20250506;
@@ -185,7 +185,14 @@ const KINDS: [RegExp, (valid: any) => Bad][] = [
     [/maxWorkerProcesses$/, badRange(1, 262143)],
     [/postgres\.version$/, badRange(12, 18)],
     [/\.day$/, badRange(1, 28)],
-    [/hostKey$/, (v) => ({ fixed: ["", "ssh-ed25519", "ssh-dss AAAAB3NzaC1kc3M", "AAAAC3NzaC1lZDI1NTE5", "ecdsa-sha2-nistp999 AAAA", "ssh-ed25519 AAAA$(id)"], random: corrupt(v, "$!*'\n") })],
+    [/hostKey$/, (v) => ({
+        fixed: [
+            "", "ssh-ed25519", "ssh-dss AAAAB3NzaC1kc3M", "AAAAC3NzaC1lZDI1NTE5", "ecdsa-sha2-nistp999 AAAA", "ssh-ed25519 AAAA$(id)",
+            // Real keys the provider cannot check against OpenSSH 8.8+, and real keys damaged or mislabelled.
+            KEYS.rsa, KEYS.dss, `ocp04.open-contracting.org ${KEYS.ed25519}`, `ssh-ed25519 ${KEYS.p256.split(" ")[1]}`, KEYS.ed25519.slice(0, -4), KEYS.p384.slice(0, -8) + "AAAAAA==",
+        ],
+        random: corrupt(v, "$!*'\n"),
+    })],
     [/privateKey$/, (v) => ({
         fixed: ["", "hunter2", HOST_KEY, "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n", "-----BEGIN OPENSSH PRIVATE KEY-----", v.replace(/-----END[^]*$/, "")],
         random: fc.string({ minLength: 1 }).map((junk) => junk + v),
@@ -197,7 +204,8 @@ const KINDS: [RegExp, (valid: any) => Bad][] = [
     [/(apps\[\]|migrations\[\]\.app|exchangeRatesApp)$/, badAppName],
     // A compose service name may hold '-', unlike the other snake-case names.
     [/migrations\[\]\.service$/, (v) => ({ fixed: ["_x", "1x", ""], random: corrupt(v, "ABZ ./$") })],
-    [/crawls\[\]\.identifier$/, (v) => ({ fixed: ["_LEADING", "1ABC", ""], random: corrupt(v, "abz- ./$") })],
+    // CRONTAB: the crawl's resource would be named like the crontab's.
+    [/crawls\[\]\.identifier$/, (v) => ({ fixed: ["_LEADING", "1ABC", "", "CRONTAB"], random: corrupt(v, "abz- ./$") })],
     [/crawls\[\]\.spider$/, badSnake],
     [/crawls\[\]\.crawl_time$/, (v) => ({
         fixed: ["2025-02-30", "2025-00-10", "25-05-06", "2025-5-6", "2025/05/06", "2025-05-06T00:00:00", "yesterday", ""],
@@ -217,6 +225,9 @@ const KINDS: [RegExp, (valid: any) => Bad][] = [
     [/rabbitmq\.vhost$/, () => ({ fixed: [""] })],
     [/^mainStack$/, (v) => ({ fixed: ["", "main", "org/main", "a/b/c/d", "org//main"], random: corrupt(v, " $;:'@") })],
 ];
+
+/** Lists whose items must differ: each item names a resource (or, for spider, a file on the server). */
+const UNIQUE = /^(docker\.apps\[\]|docker\.migrations\[\]\.app|incremental\.crawls\[\]\.(identifier|spider))$/;
 
 /** The JSON types a leaf accepts, from the schema (a union accepts each member's). */
 function acceptedTypes(node: Json): Set<string> {
@@ -293,6 +304,14 @@ function waysToBreak(leaf: Leaf, fixture: Json): Way[] {
             random: random && where.chain((path) => bad(get(fixture, path)).random!.map((value) => set("bad value", path, value))),
         });
     }
+    // A list whose items name resources, with one name twice: the first item added again at the end
+    // (apps[]; replacing an app would drop one another key needs), or a later item's field set to the
+    // first's (crawls[1].identifier).
+    if (UNIQUE.test(leaf.pattern) && at.length > 1) {
+        const first = get(fixture, at[0]);
+        const paths = leaf.pattern.endsWith("[]") ? [[...at[0].slice(0, -1), at.length]] : at.slice(1);
+        ways.push({ kind: "duplicate", fixed: paths.map((path) => set("duplicate", path, first)) });
+    }
     const wrong = wrongType(leaf);
     if (wrong) ways.push({ kind: "wrong type", fixed: [], random: where.chain((path) => wrong.map((value) => set("wrong type", path, value))) });
     if (leaf.required && !leaf.pattern.endsWith("[]")) {
@@ -349,7 +368,7 @@ function seedOf(text: string): number {
 }
 
 // Random cases per way of breaking a key, besides the fixed ones (a case takes about 2 ms).
-const RANDOM_RUNS: Record<string, number> = { "bad value": 3, "wrong type": 2, missing: 0, "unknown key": 2 };
+const RANDOM_RUNS: Record<string, number> = { "bad value": 3, "wrong type": 2, missing: 0, "unknown key": 2, duplicate: 0 };
 
 for (const [role, fixture, stack] of [
     ["main", FULL_MAIN, "main"],
@@ -389,7 +408,12 @@ for (const [role, fixture, stack] of [
         const uncovered = leaves.filter((l) => !tally.leaves.has(l.pattern)).map((l) => l.pattern);
         assert.deepEqual(uncovered, [], "keys never broken");
         assert.equal(tally.registered, 0);
-        for (const kind of Object.keys(RANDOM_RUNS)) assert.ok((tally.byKind[kind] ?? 0) > 0, `no case of kind ${kind}`);
+        // Only the main stack has lists whose items must differ; each of them got its duplicate.
+        const unique = leaves.filter((l) => UNIQUE.test(l.pattern)).map((l) => l.pattern);
+        assert.deepEqual(unique, role === "main" ? ["docker.apps[]", "docker.migrations[].app", "incremental.crawls[].identifier", "incremental.crawls[].spider"] : []);
+        for (const kind of Object.keys(RANDOM_RUNS)) {
+            if (kind !== "duplicate" || unique.length > 0) assert.ok((tally.byKind[kind] ?? 0) > 0, `no case of kind ${kind}`);
+        }
         t.diagnostic(
             `${role}: ${tally.configs} invalid configs generated (seed ${SEED}), ${tally.leaves.size}/${leaves.length} keys covered; ` +
                 `by kind: ${Object.entries(tally.byKind).map(([k, n]) => `${k} ${n}`).join(", ")}; ` +

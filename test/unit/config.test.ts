@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseStackConfig } from "../../components/config";
-import { mainConfig } from "../support/fixtures";
+import { KEYS, mainConfig } from "../support/fixtures";
 import { runProgram, type Registered } from "../support/program";
 
 function set(config: Record<string, any>, path: string, value: unknown): Record<string, any> {
@@ -52,6 +53,10 @@ const INVALID: [string, string, unknown, string][] = [
     ["unknown top-level key", "tinyproxi", { port: 1 }, "data-support:tinyproxi"],
     ["unknown nested key", "servers.oldMain.hostnme", "x", "data-support:servers.oldMain"],
     ["two servers with one hostname", "servers.docs.hostname", "ocp23.open-contracting.org", "data-support:servers"],
+    // Each of these would register one resource name twice: the engine's "Duplicate resource URN" names no key.
+    ["an app listed twice", "docker", { apps: ["kingfisher-process", "pelican-backend", "kingfisher-process", "pelican-frontend"] }, "data-support:docker.apps[2]"],
+    ["two migrations of one app", "docker", { migrations: [{ app: "pelican-frontend", service: "web" }, { app: "pelican-frontend", service: "cron" }] }, "data-support:docker.migrations[1].app"],
+    ["crawl identifier CRONTAB (the crontab resource's name)", "incremental.crawls.1.identifier", "CRONTAB", "data-support:incremental.crawls[1].identifier"],
 ];
 
 for (const [what, path, value, key] of INVALID) {
@@ -67,6 +72,68 @@ for (const [what, path, value, key] of INVALID) {
         );
     });
 }
+
+function problemsOf(config: Record<string, unknown>): string[] {
+    try {
+        parseStackConfig(config);
+    } catch (error) {
+        assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+        return error.problems;
+    }
+    return [];
+}
+
+test("host keys of the types the provider can check are accepted, a comment too", () => {
+    for (const key of [KEYS.ed25519, KEYS.p256, KEYS.p384, KEYS.p521, `${KEYS.ed25519} root@ocp04 (2025 rotation)`]) {
+        assert.deepEqual(problemsOf(set(mainConfig(), "servers.oldMain.ssh.hostKey", key)), [], key);
+    }
+});
+
+test("an ssh-rsa host key is rejected: the message names the key, says why and how to get an ed25519 one", () => {
+    const config = set(set(mainConfig(), "servers.oldMain.ssh.hostKey", KEYS.rsa), "servers.oldMain.ssh.port", 2222);
+    assert.deepEqual(problemsOf(config), [
+        "data-support:servers.oldMain.ssh.hostKey: is an ssh-rsa key, which is not accepted: the provider (@pulumi/command) then offers only the SHA-1 'ssh-rsa' host-key algorithm, which OpenSSH 8.8 and later refuse, so no command could run. " +
+            `Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -p 2222 -t ed25519 ocp04.open-contracting.org | cut -d' ' -f2-)"`,
+    ]);
+});
+
+test("a jump host's ssh-rsa or ssh-dss key is rejected naming the jump host's key and its host", () => {
+    for (const [key, why] of [[KEYS.rsa, "is an ssh-rsa key, which is not accepted"], [KEYS.dss, "is an ssh-dss (DSA) key, which is not accepted"]]) {
+        const config = set(mainConfig(), "servers.docs.ssh.jumpHost", { host: "bastion.open-contracting.org", hostKey: key });
+        const [problem, ...rest] = problemsOf(config);
+        assert.deepEqual(rest, []);
+        assert.ok(problem.startsWith(`data-support:servers.docs.ssh.jumpHost.hostKey: ${why}`), problem);
+        assert.ok(problem.endsWith(`"$(ssh-keyscan -t ed25519 bastion.open-contracting.org | cut -d' ' -f2-)"`), problem);
+    }
+});
+
+test("a host key whose base64 part is damaged, cut short or of another type is rejected", () => {
+    const cases: [string, string][] = [
+        // ssh-keyscan's whole line, host name first
+        [`ocp04.open-contracting.org ${KEYS.ed25519}`, "starts with 'ocp04.open-contracting.org', which is not a key type"],
+        // an ECDSA key's base64 under the ed25519 type
+        [`ssh-ed25519 ${KEYS.p256.split(" ")[1]}`, "says 'ssh-ed25519' but its base64 part holds a key of type 'ecdsa-sha2-nistp256'"],
+        [KEYS.ed25519.slice(0, -8), "is not a whole ssh-ed25519 key"],
+        // the last coordinate byte changed: the point is off the curve, which x/crypto refuses
+        [KEYS.p256.replace(/BRE=$/, "BRA="), "is not a whole ecdsa-sha2-nistp256 key"],
+        ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDEp6sWFHt/QKy9UkBsspIX146n67o6jR39GgiQL8mR2AAAA", "is not a whole ssh-ed25519 key"],
+        ["ssh-ed25519", "must be a public host key line"],
+        ["ssh-ed25519 AAAA\$(id)", "must be a public host key line"],
+    ];
+    for (const [key, why] of cases) {
+        const [problem, ...rest] = problemsOf(set(mainConfig(), "servers.newMain.ssh.hostKey", key));
+        assert.deepEqual(rest, [], key);
+        assert.ok(problem?.startsWith(`data-support:servers.newMain.ssh.hostKey: ${why}`), `${key}:\n${problem}`);
+        assert.ok(problem.includes("ssh-keyscan -t ed25519 ocp23.open-contracting.org"), problem);
+    }
+});
+
+test("a config error is a pulumi.RunError, so pulumi up prints its message alone", () => {
+    assert.throws(() => parseStackConfig(set(mainConfig(), "tinyproxy.port", 0)), (error: unknown) => {
+        assert.ok(pulumi.RunError.isInstance(error));
+        return true;
+    });
+});
 
 test("every problem is listed in one error", () => {
     const config = set(set(mainConfig(), "tinyproxy.port", 0), "incremental.crawls.1.day", 31);
