@@ -37,7 +37,8 @@ function mainSource(cfg: ReplicaConfig): ReplicaServerArgs["main"] {
     const mainStack = new pulumi.StackReference(cfg.mainStack);
     const server = mainStack.requireOutput("newServer") as pulumi.Output<{ hostname: string; ipv4: string }>;
     const replication = mainStack.getOutput("replication").apply((r) => {
-        if (!r) throw new Error(`${cfg.mainStack} has no replication output: add servers.replica to the main stack's config and run pulumi up -s main first`);
+        // A RunError: pulumi up prints the message alone (prefixed 'error serializing property "stdin"'), no stack.
+        if (!r) throw new pulumi.RunError(`${cfg.mainStack} has no replication output: add servers.replica to the main stack's config and run pulumi up -s main first`);
         return r as { role: string; slot: string; password: string; maxWorkerProcesses: string };
     });
     return {
