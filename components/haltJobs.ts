@@ -55,9 +55,15 @@ echo ${`${newMain.hostname}: ${args.dockerUser} has uid ${args.dockerUid}`}`,
             { parent: this, dependsOn: [...inherited, uidCheck] },
         );
 
+        // Fails closed: an app whose compose file is missing, or whose `down` fails, may still be
+        // running and writing; the run stops, naming the app and the path, instead of passing it.
         const composeDown = args.apps.map((app) => {
             const dir = `${args.deployDir}/${app}`;
-            return sh`if [ -e ${`${dir}/docker-compose.yaml`} ]; then ${asUser(args.dockerUser, sh`cd ${dir} && docker compose down`)}; else echo ${`${oldMain.hostname}: no ${dir}/docker-compose.yaml, nothing to bring down`}; fi`;
+            const file = `${dir}/docker-compose.yaml`;
+            return script(
+                sh`if [ ! -f ${file} ]; then echo ${`${oldMain.hostname}: cannot bring down Docker Compose app ${app}: ${file} is missing, so whatever it runs may still be running. Bring it down by hand (or fix docker.apps / docker.deployDir), then run pulumi up again.`} >&2; exit 1; fi`,
+                sh`if ! ${asUser(args.dockerUser, sh`cd ${dir} && docker compose down`)}; then echo ${`${oldMain.hostname}: docker compose down failed for app ${app} in ${dir} (output above). Bring it down by hand, then run pulumi up again.`} >&2; exit 1; fi`,
+            );
         });
         const haltOld = oldMain.oneOff(
             `${name}-old-server`,

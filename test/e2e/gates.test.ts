@@ -48,16 +48,54 @@ test("docker uid differs on the new server: one clear error naming docker.uid; t
     assert.equal(await dockerCalls("old"), "");
 });
 
-test("a running Scrapyd crawl stops the run at the gate, naming the job and how to cancel it", async () => {
+test("a compose file missing on the old server stops the halt, naming the app and the path", async () => {
+    await sh("old", "mv /data/deploy/pelican-frontend/docker-compose.yaml /root/pelican-frontend.compose.yaml");
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.equal(result.failed?.name, "data-support-halt-old-server");
+    assert.match(result.error ?? "", /cannot bring down Docker Compose app pelican-frontend: \/data\/deploy\/pelican-frontend\/docker-compose\.yaml is missing/);
+    // Not recorded as done: the next run brings the apps down again, and nothing after it ran.
+    assert.equal(await sh("old", "test -e /var/lib/data-support/ocp04-to-ocp23/halt-old-server.done && echo done || echo not"), "not\n");
+    assert.deepEqual(ran(result).filter((n) => /gates/.test(n)), []);
+    await sh("old", "mv /root/pelican-frontend.compose.yaml /data/deploy/pelican-frontend/docker-compose.yaml");
+});
+
+test("with DNS of the collect name already on the new server, the Scrapyd gate still asks the old one and stops at its running crawl", async () => {
+    // The collect name points at the new server, whose Scrapyd (same name, certificate and
+    // virtual host) is idle: a gate that followed DNS would pass.
+    await pointName("collect.kingfisher.open-contracting.org", "new");
     fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({ running: [{ id: "a1b2c3", spider: "paraguay_dncp_records", start_time: "2026-11-26 06:00:00" }], pending: [], finished: [] }));
     await rabbit("PUT", "/api/queues/%2F/kingfisher_process_api", { durable: true });
     await rabbit("POST", "/api/exchanges/%2F/amq.default/publish", { properties: {}, routing_key: "kingfisher_process_api", payload: "{}", payload_encoding: "string" });
     const result = harness.apply(testbedConfig(tb));
     assert.equal(result.ok, false);
-    assert.match(result.error ?? "", /running: spider paraguay_dncp_records, job a1b2c3/);
-    assert.match(result.error ?? "", /cancel\.json -d project=kingfisher -d job=JOB_ID/);
+    assert.equal(result.failed?.name, "data-support-gates-scrapyd");
+    assert.match(result.error ?? "", /running: project kingfisher, spider paraguay_dncp_records, job a1b2c3/);
+    assert.match(result.error ?? "", /cancel\.json -d project=kingfisher -d job=a1b2c3/);
+    assert.match(result.error ?? "", /at https:\/\/collect\.kingfisher\.open-contracting\.org \(at 198\.51\.100\.4\)/);
+    // The old server's Scrapyd was asked over TLS with the public name as SNI and Host (its virtual
+    // host answers nothing else); the new server's was not asked at all.
+    const oldLog = await sh("old", "cat /var/log/scrapyd-standin.log");
+    assert.match(oldLog, /"path": "\/listprojects\.json", "client": "(::ffff:)?198\.51\.100\.2", "status": 200/);
+    assert.doesNotMatch(oldLog, /"status": 421/);
+    assert.equal(await sh("new", "cat /var/log/scrapyd-standin.log 2>/dev/null || true"), "");
     // The halt ran (it comes before the gates); nothing after the gate did.
     assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo kept || echo removed"), "removed\n");
+    assert.equal(await dockerCalls("new"), "");
+});
+
+test("a running job in another Scrapyd project stops the gate, naming project, spider, job and the cancel command", async () => {
+    fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({
+        projects: ["kingfisher", "kingfisher_archive"],
+        running: [{ project: "kingfisher_archive", id: "d4e5f6", spider: "mexico_inai", start_time: "2026-11-26 07:00:00" }],
+        pending: [],
+        finished: [{ id: "0a0a0a", spider: "paraguay_dncp_records" }],
+    }));
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /1 crawl\(s\) are running or pending/);
+    assert.match(result.error ?? "", /running: project kingfisher_archive, spider mexico_inai, job d4e5f6/);
+    assert.match(result.error ?? "", /curl -u USER https:\/\/collect\.kingfisher\.open-contracting\.org\/cancel\.json -d project=kingfisher_archive -d job=d4e5f6/);
     assert.equal(await dockerCalls("new"), "");
 });
 
@@ -71,6 +109,7 @@ test("with the crawl gone, the run continues and stops at RabbitMQ, naming the q
 });
 
 test("with the queue empty, the run goes on to the DNS gate and stops there before deploying spiders", async () => {
+    await pointName("collect.kingfisher.open-contracting.org", "old");
     await rabbit("DELETE", "/api/queues/%2F/kingfisher_process_api/contents");
     const result = harness.apply(testbedConfig(tb));
     assert.equal(result.ok, false);

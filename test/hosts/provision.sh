@@ -14,6 +14,7 @@ source "$STATE/secrets.env"
 readonly FQDN=$(hostname)
 readonly IPV4=$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1)
 readonly IPV6=$(ip -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d/ -f1)
+readonly COLLECT_NAME=collect.kingfisher.open-contracting.org
 
 POLL_WHO="provision $HOST"
 # shellcheck source=poll.sh
@@ -292,13 +293,18 @@ EOF
     curl -fsS -u "$DS_RABBITMQ_USER:$DS_RABBITMQ_PASSWORD" "http://$IPV4:15672/api/overview"
 }
 
+# Scrapyd on old (and, idle, on new: Salt deploys it there too). Port 6800 as Scrapyd listens; 443
+# as the public name serves it (TLS with the testbed CA's certificate for the collect name, virtual
+# host), so a gate that asked the name's current address instead of the old server would see new's.
 start_scrapyd() {
-  echo '{"pending": [], "running": [], "finished": []}' >"$STATE/hosts/old/scrapyd-jobs.json"
+  echo '{"pending": [], "running": [], "finished": []}' >"$STATE/hosts/$HOST/scrapyd-jobs.json"
   DS_SCRAPYD_USER=$DS_SCRAPYD_USER DS_SCRAPYD_PASSWORD=$DS_SCRAPYD_PASSWORD \
     setsid -f /usr/bin/python3 "$BIN/scrapyd-standin.py" --port 6800 \
-    --jobs "$STATE/hosts/old/scrapyd-jobs.json" --log /var/log/scrapyd-standin.log \
+    --jobs "$STATE/hosts/$HOST/scrapyd-jobs.json" --log /var/log/scrapyd-standin.log \
+    --tls-port 443 --cert "$STATE/tls/collect.crt" --key "$STATE/tls/collect.key" --vhost "$COLLECT_NAME" \
     </dev/null >>/var/log/scrapyd-standin.out 2>&1
   poll 50 "Scrapyd stand-in" port_open 127.0.0.1 6800
+  poll 50 "Scrapyd stand-in (TLS)" port_open 127.0.0.1 443
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +372,7 @@ case $HOST in
     salt_crons
     # Salt manages incremental's crontab on the new server too; no crawl is present yet.
     runuser -u incremental -- crontab - </dev/null
+    start_scrapyd
     ;;
   old)
     start_sshd

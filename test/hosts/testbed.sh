@@ -254,6 +254,21 @@ EOF
   umask 022
 }
 
+# A CA of the testbed and a certificate for the collect name (the Scrapyd stand-ins' HTTPS): the
+# operator trusts the CA (NODE_EXTRA_CA_CERTS in testbed.ts operatorCommand), nothing else does.
+make_tls() {
+  local d="$STATE/tls"
+  install -d -m 755 "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=ds-testbed CA" -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$COLLECT_NAME" \
+    -keyout "$d/collect.key" -out "$d/collect.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\n' "$COLLECT_NAME" >"$d/collect.ext"
+  openssl x509 -req -in "$d/collect.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+    -extfile "$d/collect.ext" -out "$d/collect.crt" 2>/dev/null
+  chmod 600 "$d/ca.key" "$d/collect.key"
+}
+
 operator_key() {
   in_host operator bash -c 'install -d -m 700 /root/.ssh &&
     ssh-keygen -q -t ed25519 -N "" -C operator@ds-testbed -f /root/.ssh/id_ed25519' >/dev/null
@@ -310,7 +325,7 @@ write_info() {
   "stateDir": "$STATE",
   "hosts": {$hosts_json},
   "operator": {"agentSocket": "$STATE/operator/agent.sock", "publicKey": "$(cut -d' ' -f1,2 "$STATE/operator/id_ed25519.pub")"},
-  "scrapyd": {"url": "http://$(ipv4 old):6800", "username": "$DS_SCRAPYD_USER", "password": "$DS_SCRAPYD_PASSWORD", "jobsFile": "$STATE/hosts/old/scrapyd-jobs.json"},
+  "scrapyd": {"url": "http://$(ipv4 old):6800", "username": "$DS_SCRAPYD_USER", "password": "$DS_SCRAPYD_PASSWORD", "jobsFile": "$STATE/hosts/old/scrapyd-jobs.json", "publicUrl": "https://$COLLECT_NAME", "newJobsFile": "$STATE/hosts/new/scrapyd-jobs.json", "caFile": "$STATE/tls/ca.crt"},
   "rabbitmq": {"url": "http://$(ipv4 old):15672", "username": "$DS_RABBITMQ_USER", "password": "$DS_RABBITMQ_PASSWORD"},
   "web": {"url": "http://$(ipv4 web)/", "body": "ds-testbed web ok\n"},
   "postgres": {"port": 5432, "passwords": {"kingfisher_collect": "$DS_PG_KINGFISHER_COLLECT_PASSWORD", "pelican_backend": "$DS_PG_PELICAN_BACKEND_PASSWORD"}},
@@ -330,6 +345,7 @@ up() {
   cp "$HERE"/testbed.sh "$HERE"/provision.sh "$HERE"/poll.sh "$HERE"/as-user.sh "$HERE"/*-standin* "$STATE/bin/"
   chmod 755 "$STATE"/bin/*
   write_secrets
+  make_tls
   # /data is a private mount point in each host; the machine has no /data, so make an empty one.
   if [[ ! -e /data ]]; then mkdir /data && touch "$STATE/created-data-dir"; fi
   # The program keeps its one-off markers here on each server: private to each host too.

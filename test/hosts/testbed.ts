@@ -23,8 +23,12 @@ export interface Testbed {
   hosts: Record<HostName, HostInfo>;
   /** agentSocket works both inside the operator host and in the root namespace. */
   operator: { agentSocket: string; publicKey: string };
-  /** jobsFile: edit it (same path from the root namespace) to add running/pending jobs. */
-  scrapyd: { url: string; username: string; password: string; jobsFile: string };
+  /**
+   * jobsFile: edit it (same path from the root namespace) to add running/pending jobs (old);
+   * newJobsFile: the idle Scrapyd of the new server. publicUrl: the collect name over HTTPS (port
+   * 443 of old and new, certificate of the testbed CA in caFile, virtual host of that name).
+   */
+  scrapyd: { url: string; username: string; password: string; jobsFile: string; publicUrl: string; newJobsFile: string; caFile: string };
   rabbitmq: { url: string; username: string; password: string };
   web: { url: string; body: string };
   /** Passwords of the application roles (same on old and new). */
@@ -109,6 +113,8 @@ export function operatorCommand(argv: string[]): string[] {
     "env", "-i", "-C", "/root",
     `PATH=${PATH_IN_HOST}`, "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8",
     `SSH_AUTH_SOCK=${t.operator.agentSocket}`,
+    // The operator's machine trusts the testbed CA, as a real one trusts the public CAs.
+    `NODE_EXTRA_CA_CERTS=${t.scrapyd.caFile}`,
     ...argv,
   ];
 }

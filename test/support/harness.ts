@@ -137,7 +137,8 @@ export function testbedConfig(tb: Testbed, overrides: Record<string, unknown> = 
             ],
         },
         gates: {
-            scrapyd: { url: tb.scrapyd.url, username: tb.scrapyd.username, password: tb.scrapyd.password },
+            // The public name over HTTPS, as in production; the gate connects to the old server.
+            scrapyd: { url: tb.scrapyd.publicUrl, username: tb.scrapyd.username, password: tb.scrapyd.password },
             rabbitmq: { url: tb.rabbitmq.url, username: tb.rabbitmq.username, password: tb.rabbitmq.password },
             collectHostname: "collect.kingfisher.open-contracting.org",
         },

@@ -57,7 +57,8 @@ async function gateSees(kind: "scrapyd" | "rabbitmq", credentials: { username: s
         seen.auth = Buffer.from((req.headers.authorization ?? "").replace(/^Basic /, ""), "base64").toString("utf8");
         seen.url = req.url;
         res.setHeader("content-type", "application/json");
-        res.end(kind === "scrapyd" ? JSON.stringify({ status: "ok", pending: [], running: [], finished: [] }) : "[]");
+        const scrapyd = req.url === "/listprojects.json" ? { status: "ok", projects: ["kingfisher"] } : { status: "ok", pending: [], running: [], finished: [] };
+        res.end(kind === "scrapyd" ? JSON.stringify(scrapyd) : "[]");
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;

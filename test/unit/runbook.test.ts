@@ -82,8 +82,8 @@ test("desired state, one-off and gates are told apart, with each gate's conditio
         ["data-support-gates-rabbitmq", 3, "operator"],
         ["data-support-collect-dns-dns", 5, "operator"],
     ]);
-    assert.match(gates[0].condition!, /no Scrapyd job of project kingfisher is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org/);
-    assert.match(gates[1].condition!, /every RabbitMQ queue in vhost \/ at https:\/\/rabbitmq\./);
+    assert.match(gates[0].condition!, /no Scrapyd job of any project \(listprojects\.json, with kingfisher\) is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\) whatever DNS says/);
+    assert.match(gates[1].condition!, /every RabbitMQ queue in vhost \/ at https:\/\/rabbitmq\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\), is empty/);
     assert.match(gates[2].condition!, /collect\.kingfisher\.open-contracting\.org resolves.* to 198\.51\.100\.23 only, and any AAAA record to 2001:db8:d5::23/);
     const halt = byName.get("data-support-halt-old-server")!;
     assert.deepEqual(halt.host, { key: "oldMain", hostname: "ocp04.open-contracting.org", ssh: { user: "root", address: "198.51.100.4", port: 22 } });
