@@ -11,6 +11,7 @@ export const PROJECT = "data-support";
 export const CONFIG_KEYS = [
     "role",
     "migrationId",
+    "transfer",
     "servers",
     "ssh",
     "tinyproxy",
@@ -206,6 +207,12 @@ const mainFields = {
         role: z.literal("main"),
         // Names this migration; one-off steps record their completion under it on each host.
         migrationId: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "must be lower case letters, digits and '-', e.g. ocp04-to-ocp23").default("migration"),
+        transfer: z
+            .strictObject({
+                // How long the old server's sshd accepts the new server's transfer key (steps 6 and 7).
+                keyHours: z.number().int().min(1, "must be 1 to 168 hours").max(168, "must be 1 to 168 hours").default(12),
+            })
+            .default({ keyHours: 12 }),
         servers: z.strictObject({
             oldMain: serverSchema,
             newMain: serverSchema,

@@ -6,10 +6,24 @@ import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import type { TemporaryAccess } from "./temporaryAccess";
 import { columnsFingerprintSql } from "./fingerprint";
-import { verifiedCopy } from "./verifiedCopy";
+import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
+import type { TransferCommand } from "./temporaryAccess";
 import { sh, script } from "./shell";
 
 export const EXCHANGE_RATES_COLUMNS = ["valid_on", "rates", "created", "modified"];
+
+/** The export the new server asks the old one for (as postgres, over the transfer key). */
+export function exchangeRatesExport(database: string): string {
+    return `psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${EXCHANGE_RATES_COLUMNS.join(", ")}) to stdout'`;
+}
+
+/** What the transfer key must be allowed to run on the old server for this copy. */
+export function exchangeRatesTransfers(database: string): TransferCommand[] {
+    return [
+        { user: "postgres", command: exchangeRatesExport(database) },
+        { user: "postgres", command: remoteFingerprintCommand(database, "exchange_rates"), input: columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS) },
+    ];
+}
 
 export interface ExchangeRatesCopyArgs {
     newMain: Host;
@@ -35,6 +49,7 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
                 verifiedCopy({
                     access,
                     database,
+                    fingerprintTag: "exchange_rates",
                     fingerprintSql: columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS),
                     held: sh`runuser -u postgres -- psql -X -At -d ${database} -c ${"SELECT count(*) FROM exchange_rates"}`,
                     refusal: [`${newMain.hostname}: exchange_rates in ${database} already has`, "row(s) that differ from the old server's; refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."],
@@ -42,7 +57,7 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
                     compared: `exchange_rates (${columns})`,
                     // Committed only if the export finished: the end of data and COMMIT follow it.
                     copy: [
-                        sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${`psql -X -v ON_ERROR_STOP=1 -d ${database} -c '\\copy exchange_rates (${columns}) to stdout'`} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
+                        sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${exchangeRatesExport(database)} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
                     ],
                 }),
                 sh`echo "exchange_rates: $(cut -d'|' -f1 "$fp/new") row(s) copied and verified equal"`,

@@ -9,14 +9,30 @@
 import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
-import type { TemporaryAccess } from "./temporaryAccess";
+import type { TemporaryAccess, TransferCommand, TransferTree } from "./temporaryAccess";
 import { removeCronEntries } from "./cron";
 import { compareOrFail, TABLES_FINGERPRINT_SQL } from "./fingerprint";
-import { verifiedCopy } from "./verifiedCopy";
+import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
 import { manifestContent, treeManifest } from "./treeManifest";
 import { sh, script, ShellText } from "./shell";
 
 export const INCREMENTAL_CRON_PATTERN = "OCDS_KINGFISHER_COLLECT_[A-Z0-9_]+";
+
+const treesOf = (home: string) => [`${home}/data`, `${home}/logs`];
+const dumpCommand = (database: string) => `pg_dump --format=plain ${database}`;
+
+/** What the transfer key must be allowed to run on the old server for these copies, word for word. */
+export function incrementalTransfers(a: { user: string; home: string; database: string }): { commands: TransferCommand[]; trees: TransferTree[] } {
+    return {
+        commands: [
+            { user: "postgres", command: dumpCommand(a.database) },
+            { user: "postgres", command: remoteFingerprintCommand(a.database, "tables"), input: TABLES_FINGERPRINT_SQL },
+            // The manifest reads its previous digests on stdin (only a cache: every file is listed).
+            ...treesOf(a.home).map((dir) => ({ user: a.user, command: treeManifest(dir).text, passStdin: true })),
+        ],
+        trees: treesOf(a.home).map((dir) => ({ user: a.user, dir: `${dir}/` })),
+    };
+}
 
 export interface IncrementalCopyArgs {
     oldMain: Host;
@@ -36,7 +52,9 @@ export class IncrementalCopy extends pulumi.ComponentResource {
         super("data-support:incremental:IncrementalCopy", name, {}, opts);
         const inherited = inheritedDependsOn(opts);
         const { oldMain, newMain, access } = args;
-        const dirs = [`${args.home}/data`, `${args.home}/logs`];
+        const dirs = treesOf(args.home);
+        // --delete: what was removed or renamed on old since the pre-sync goes on new too, so the
+        // trees converge (new's data/ and logs/ hold only copies of old's until step 6 is done).
         // One subshell of rsyncs joined with &&: its status is the first failure's, whether it
         // runs under set -e (which ignores all but the last of an && list) or inside `if !`.
         const rsyncAll = (flags: string[]): ShellText =>
@@ -58,7 +76,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
 
         // Pre-sync while the old server is live: the copy after the halt moves only what changed.
         // The manifests hash every file now, so that after the halt only changed files are hashed.
-        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll([]), ...dirs.map((_, i) => manifests(i))), {
+        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll(["--delete"]), ...dirs.map((_, i) => manifests(i))), {
             parent: this,
             dependsOn: [...inherited, access.granted],
         });
@@ -88,6 +106,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 verifiedCopy({
                     access,
                     database: db,
+                    fingerprintTag: "tables",
                     fingerprintSql: TABLES_FINGERPRINT_SQL,
                     held: sh`runuser -u postgres -- psql -X -At -d ${db} -c ${"SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"}`,
                     refusal: [`${newMain.hostname}: database ${db} already has`, "table(s) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."],
@@ -98,7 +117,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                         // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
                         // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
                         // More memory for the index builds of this one session speeds the load up.
-                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${`pg_dump --format=plain ${db}`} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${dumpCommand(db)} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
                         sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
                     ],
                 }),
@@ -112,7 +131,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             "copy-incremental-files",
             script(
                 // The key is checked only when rsync fails: the window after the halt stays short.
-                sh`if ! ${rsyncAll([])}; then ${access.check(args.user)}; exit 1; fi`,
+                sh`if ! ${rsyncAll(["--delete"])}; then ${access.check(args.user)}; exit 1; fi`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 // Equal trees: the same paths and types, and for files the same size and sha256 (a
                 // digest from the pre-sync is reused while a file's size and mtime are unchanged).

@@ -13,14 +13,11 @@ import { DockerApps } from "./dockerApps";
 import { DnsGate } from "./dnsGate";
 import { SpiderDeploy } from "./spiders";
 import { TemporaryAccess } from "./temporaryAccess";
-import { IncrementalCopy } from "./incrementalCopy";
+import { IncrementalCopy, incrementalTransfers } from "./incrementalCopy";
 import { IncrementalCrawls } from "./incrementalCrawls";
-import { ExchangeRatesCopy } from "./exchangeRatesCopy";
+import { ExchangeRatesCopy, exchangeRatesTransfers } from "./exchangeRatesCopy";
 import { RestoreJobs } from "./restoreJobs";
 import { crawlsPillar, replicaPillar, tinyproxyPillar } from "./pillar";
-
-/** How long the old server accepts the new server's transfer key. */
-const TRANSFER_KEY_HOURS = 12;
 
 /** The tinyproxy allow list: the new server's addresses, then those that must stay. */
 export function allowList(cfg: MainConfig): AllowedEntry[] {
@@ -44,6 +41,8 @@ export function rbcNotice(cfg: MainConfig): string {
         "Open Contracting Partnership",
     ].join("\n");
 }
+
+const PELICAN_BACKEND_DATABASE = "pelican_backend";
 
 export class MainServer extends pulumi.ComponentResource {
     readonly hostname: string;
@@ -101,7 +100,9 @@ export class MainServer extends pulumi.ComponentResource {
         const dependencies: pulumi.Resource[] = replication ? [proxy, replication] : [proxy];
 
         // The transfer key is granted early, so data/ and logs/ can be pre-synced while the old
-        // server is still live; it is revoked once steps 6 and 7 are done.
+        // server is still live; it is revoked once steps 6 and 7 are done. It may run only the
+        // commands of those copies, listed by the copy components themselves.
+        const incrementalKey = incrementalTransfers(incremental);
         const access = new TemporaryAccess(
             `${name}-transfer`,
             {
@@ -111,7 +112,9 @@ export class MainServer extends pulumi.ComponentResource {
                     { name: "postgres", home: "/var/lib/postgresql" },
                     { name: incremental.user, home: incremental.home },
                 ],
-                hours: TRANSFER_KEY_HOURS,
+                hours: cfg.transfer.keyHours,
+                commands: [...incrementalKey.commands, ...exchangeRatesTransfers(PELICAN_BACKEND_DATABASE)],
+                trees: incrementalKey.trees,
             },
             { parent: this, dependsOn: dependencies },
         );
@@ -137,6 +140,7 @@ export class MainServer extends pulumi.ComponentResource {
             {
                 scrapyd: { ...cfg.gates.scrapyd },
                 rabbitmq: { ...cfg.gates.rabbitmq },
+                connect: oldMain.ipv4,
             },
             { parent: this, dependsOn: halt.done },
         );
@@ -177,7 +181,7 @@ export class MainServer extends pulumi.ComponentResource {
         );
 
         // 7. Pelican backend: exchange rates.
-        const rates = new ExchangeRatesCopy(`${name}-exchange-rates`, { newMain, access, database: "pelican_backend", after: [crawls] }, { parent: this, dependsOn: inherited });
+        const rates = new ExchangeRatesCopy(`${name}-exchange-rates`, { newMain, access, database: PELICAN_BACKEND_DATABASE, after: [crawls] }, { parent: this, dependsOn: inherited });
         const revoked = access.revokeAfter([...copy.done, ...rates.done]);
 
         // 8. Restore jobs on the new server.

@@ -6,9 +6,19 @@ import type { TemporaryAccess } from "./temporaryAccess";
 import { compareOrFail } from "./fingerprint";
 import { sh, script, ShellText } from "./shell";
 
+/**
+ * The fingerprint query as the old server runs it for the transfer key: psql reading the SQL that
+ * the grant fixed there (TemporaryAccess `input`); `tag` tells the queries of one database apart.
+ */
+export function remoteFingerprintCommand(database: string, tag: string): string {
+    return `psql -X -At -v ON_ERROR_STOP=1 -v fingerprint=${tag} -d ${database}`;
+}
+
 export interface VerifiedCopyArgs {
     access: TemporaryAccess;
     database: string;
+    /** Names this fingerprint on the old server (remoteFingerprintCommand). */
+    fingerprintTag: string;
     /** SQL printing the fingerprint (for `psql -XAt`), run alike on both servers. */
     fingerprintSql: string;
     /** Shell printing how much the target holds already: 0 when it is empty. */
@@ -31,7 +41,7 @@ export function verifiedCopy(args: VerifiedCopyArgs): ShellText {
         sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
         sh`printf '%s' ${args.fingerprintSql} > "$fp/sql"`,
         // Both sides at once: each server hashes its own rows.
-        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${psql.join(" ")} < "$fp/sql" > "$fp/old" & old=$!; runuser -u postgres -- ${psql} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
+        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${remoteFingerprintCommand(database, args.fingerprintTag)} < /dev/null > "$fp/old" & old=$!; runuser -u postgres -- ${psql} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
         sh`held=$(${args.held})`,
         sh`if [ "$held" != 0 ]; then
   fingerprints

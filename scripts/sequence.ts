@@ -36,9 +36,9 @@ const MAIN_STAGES: Stage[] = [
     { step: 7, what: "copy exchange_rates, verified", names: /^data-support-exchange-rates-/ },
     {
         step: 7,
-        what: "revoke the transfer key",
-        names: /^data-support-transfer-revoke$/,
-        addition: "the key that let the new server copy straight from the old one is removed once the copies are done.",
+        what: "revoke the transfer key, then delete it on the new server",
+        names: /^data-support-transfer-(revoke|jump-revoke|forget)$/,
+        addition: "the key that let the new server copy straight from the old one is removed from the old server once the copies are done, then deleted on the new server.",
     },
     { step: 8, what: "restore the exchange-rates cron and backups on the new server", names: /^data-support-restore-/ },
 ];
@@ -47,9 +47,9 @@ const MAIN_STAGES: Stage[] = [
 export const PRESYNC: Stage = {
     step: 1,
     what: "transfer key, and a first copy of data/ and logs/ while the old server is live",
-    names: /^data-support-(transfer-(keypair|grant)|incremental-copy-presync)$/,
+    names: /^data-support-(transfer-(keypair|grant|jump-grant)|incremental-copy-presync)$/,
     addition:
-        "the new server gets a key the old server accepts for postgres and incremental only, for 12 hours, so steps 6 and 7 copy straight from old to new; data/ and logs/ are copied once before the halt, so the copy in step 6 moves only what changed.",
+        "the new server gets a key the old server accepts for postgres and incremental only, for the copies' own commands only (sshd forces a dispatcher), for transfer.keyHours (12 by default), so steps 6 and 7 copy straight from old to new; data/ and logs/ are copied once before the halt, so the copy in step 6 moves only what changed.",
 };
 
 export const SEQUENCES: Record<"main" | "replica", Sequence> = {

@@ -139,9 +139,11 @@ test("docker: apps down on old; on new migrations, then pull and up -d, as deplo
     ]);
 });
 
-test("the temporary transfer key is gone from the old server", async () => {
+test("the temporary transfer key is gone: from the old server, its dispatcher too, and the private key from the new server", async () => {
     const keys = await sh("old", "cat /var/lib/postgresql/.ssh/authorized_keys /home/incremental/.ssh/authorized_keys 2>/dev/null || true");
     assert.doesNotMatch(keys, /data-support-/);
+    assert.equal(await sh("old", "ls -A /usr/local/lib/data-support 2>/dev/null || true"), "");
+    assert.equal(await sh("new", "ls /var/lib/data-support/ocp04-to-ocp23 | grep -c -e transfer_ed25519 -e known_hosts || true"), "0\n");
 });
 
 test("a preview after the up: every resource is same; a changed config is reported and reaches no host; nothing is saved", async () => {

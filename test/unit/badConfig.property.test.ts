@@ -182,6 +182,7 @@ const KINDS: [RegExp, (valid: any) => Bad][] = [
     [/keep\[\]\.comment$/, (v) => ({ fixed: ["", "#", "a".repeat(201), "a\nAllow 0.0.0.0/0", "a\rAllow 0.0.0.0/0", "a\u2028b: c"], random: corrupt(v, "#\n\r\u0085\u2028\u2029") })],
     [/\.port$/, badRange(1, 65535)],
     [/docker\.uid$/, badRange(1, 65534)],
+    [/^transfer\.keyHours$/, badRange(1, 168)],
     [/maxWorkerProcesses$/, badRange(1, 262143)],
     [/postgres\.version$/, badRange(12, 18)],
     [/\.day$/, badRange(1, 28)],
