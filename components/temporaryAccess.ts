@@ -100,6 +100,9 @@ export class TemporaryAccess extends pulumi.ComponentResource {
             {
                 create: script(
                     sh`install -d -m 0700 ${dir}`,
+                    // Used and deleted (revokeAfter): a later update of this step must not make a
+                    // new key that nothing would delete.
+                    sh`if [ -e ${`${dir}/forget-transfer-key.done`} ]; then echo ${`${from.hostname}: the transfer key was used and deleted; no new one`} >&2; exit 0; fi`,
                     sh`if [ ! -e ${key} ]; then ssh-keygen -q -t ed25519 -N '' -C ${this.comment} -f ${key}; fi`,
                     pinned.length ? sh`{ ${script(...pinned)}; } > ${knownHosts}` : sh`: > ${knownHosts}`,
                     sh`cat ${`${key}.pub`}`,
@@ -126,7 +129,12 @@ printf '%s %s\\n' "$options" "$pubkey" >> "$f.tmp"
 chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
         );
         const inputs = args.commands.filter((c) => c.input !== undefined);
+        // Once revoked after the copies, never granted again for this migration: an update of this
+        // step (its command text changed with a new version of the program) must not re-open old.
+        const notAgain = (host: Host, step: string) =>
+            sh`if [ -e ${`${host.migrationDir}/${step}.done`} ]; then echo ${`${host.hostname}: the transfer key was revoked after the copies; not granted again`}; exit 0; fi`;
         const grant = script(
+            notAgain(to, "revoke-transfer-key"),
             // The provider stores stdout with its trailing newline removed (pulumi-command v1.2.1
             // remote/commandOutputs.go), and `read` fails at an end of input with no newline.
             sh`IFS= read -r pubkey || [ -n "$pubkey" ]`,
@@ -160,6 +168,7 @@ chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
             // The jump host: the key may only open a forwarding to the old server's SSH port
             // (what ssh -W asks), from the new server, until the same expiry by its own clock.
             const jumpGrant = script(
+                notAgain(this.jump, "revoke-transfer-key-jump"),
                 sh`IFS= read -r pubkey || [ -n "$pubkey" ]`,
                 sh`case "$pubkey" in "ssh-ed25519 "*${` ${this.comment}`}) ;; *) echo "unexpected public key on stdin" >&2; exit 1;; esac`,
                 sh`home=$(getent passwd ${jump.user} | cut -d: -f6); [ -n "$home" ] || { echo ${`${jump.host}: no user ${jump.user}`} >&2; exit 1; }`,

@@ -175,6 +175,10 @@ test("the next run completes: tables, files and exchange rates equal the old ser
 
 test("a copy loaded but not recorded (marker and state lost): the next run finds it equal to old's and records it as done", async () => {
     await sh("new", `rm ${MARKERS}/copy-kingfisher-collect.done ${MARKERS}/copy-exchange-rates.done`);
+    // Cut off before they were recorded, so nothing after them ran either: the key was neither
+    // revoked on old nor deleted on new (the revoke and the forget wait for the copies).
+    await sh("old", `rm ${MARKERS}/revoke-transfer-key.done`);
+    await sh("new", `rm ${MARKERS}/forget-transfer-key.done`);
     harness.reset("main");
     const result = assertApplied(harness.apply(testbedConfig(tb)));
     const stdout = (suffix: string) => result.steps.find((s) => s.name.endsWith(suffix))?.stdout ?? "";
