@@ -47,11 +47,13 @@ export class Host {
         this.ipv4 = server.ipv4;
         this.ipv6 = server.ipv6;
         if (!server.ssh.hostKey && !warnedHosts.has(server.hostname)) {
-            // Without hostKey the provider does not check the host key at all.
+            // Without hostKey the provider does not check the host key at all. A jump host's key
+            // sits beside its host and port (servers.X.ssh.jumpHost.hostKey), a server's under ssh.
+            const hostKeyKey = key.endsWith(".jumpHost") ? `data-support:servers.${key}.hostKey` : `data-support:servers.${key}.ssh.hostKey`;
             warnedHosts.add(server.hostname);
             void pulumi.log.warn(
-                `data-support:servers.${key}.ssh.hostKey is not set: the SSH host key of ${server.hostname} will NOT be checked. ` +
-                    `Pin it: ${pinHostKeyCommand(`data-support:servers.${key}.ssh.hostKey`, server.hostname, server.ssh.port)}`,
+                `${hostKeyKey} is not set: the SSH host key of ${server.hostname} will NOT be checked. ` +
+                    `Pin it: ${pinHostKeyCommand(hostKeyKey, server.hostname, server.ssh.port)}`,
             );
         }
         const jump = server.ssh.jumpHost;
