@@ -183,7 +183,7 @@ export class MainServer extends pulumi.ComponentResource {
         // 8. Restore jobs on the new server.
         new RestoreJobs(
             `${name}-restore`,
-            { newMain, dockerUser: cfg.docker.user, backupsCron: cfg.paths.postgresBackupsCron, after: [...rates.done, revoked] },
+            { newMain, dockerUser: cfg.docker.user, incrementalUser: incremental.user, backupsCron: cfg.paths.postgresBackupsCron, after: [...rates.done, revoked] },
             { parent: this, dependsOn: inherited },
         );
 

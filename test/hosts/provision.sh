@@ -191,7 +191,7 @@ EOF
 # puts the commit's value back on new and sees the gate stop).
 stanza() {
   case $HOST in
-    new) echo "${DS_NEW_STANZA:-kingfisher-ocp23}" ;;
+    new) echo "$DS_NEW_STANZA" ;;
     *) echo kingfisher-2023 ;;
   esac
 }
