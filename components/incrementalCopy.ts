@@ -106,6 +106,10 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             sh`pkill -KILL -u ${args.user} || true`,
             sh`for _ in $(seq 10); do pgrep -u ${args.user} > /dev/null || break; sleep 1; done`,
             sh`if pgrep -u ${args.user} > /dev/null; then echo ${`processes of ${args.user} survive SIGKILL:`} >&2; ps -o pid,stat,args -u ${args.user} >&2; exit 1; fi`,
+            // A server process of a killed client runs on until its statement ends (PostgreSQL does
+            // not watch the socket meanwhile): end the sessions of the role the crawls write as.
+            // Readers (their own roles, like a crawl's users) are left alone.
+            sh`cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${args.database} -c ${`SELECT count(pg_terminate_backend(pid)) || ' session(s) of ${args.database} ended' FROM pg_stat_activity WHERE datname = '${args.database}' AND usename = '${args.database}'`}`,
         );
         const stopOld = oldMain.oneOff(
             `${name}-stop-old-crons`,

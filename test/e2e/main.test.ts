@@ -7,6 +7,7 @@ import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../supp
 import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
 import { runbookSteps } from "../../scripts/runbook";
 import { psql, sh } from "../support/hosts";
+import { quote } from "../../components/shell";
 
 let tb: Testbed;
 let harness: Harness;
@@ -25,8 +26,20 @@ before(async () => {
     before_.rates = await sh("old", `${psql("pelican_backend")}`, { input: EXCHANGE_RATES });
     before_.data = await sh("old", treeFingerprint("/home/incremental/data").text);
     before_.logs = await sh("old", treeFingerprint("/home/incremental/logs").text);
+    // A writer of each server mid-run, as the excluded-supplier job is while its download hangs: a
+    // script (its own session, like cron's jobs) whose psql holds excluded_supplier locked inside a
+    // COPY, and a child in a session of its own. Killing the script alone would leave both.
+    for (const host of ["old", "new"] as const) await sh(host, `runuser -u incremental -- setsid -f sh -c ${quote(HANGING_WRITER)} < /dev/null > /dev/null 2>&1`);
+    await sh("old", `for _ in $(seq 100); do [ "$(${psql("kingfisher_collect")} -c "${LOCKED}")" = 1 ] && break; sleep 0.1; done`);
+    await sh("new", `for _ in $(seq 100); do [ "$(${psql("kingfisher_collect")} -c "${LOCKED}")" = 1 ] && break; sleep 0.1; done`);
+    before_.writers = await sh("old", "pgrep -l -u incremental | awk '{ print $2 }' | sort");
     first = harness.apply(testbedConfig(tb));
 });
+
+/** The excluded-supplier job stuck in its download; its psql holds the table locked in a COPY. */
+const HANGING_WRITER =
+    "setsid sleep 3600 & sleep 3600 | psql -X -q -U kingfisher_collect -h localhost kingfisher_collect -c 'BEGIN; LOCK TABLE excluded_supplier IN ACCESS EXCLUSIVE MODE; DELETE FROM excluded_supplier; COPY excluded_supplier (identifier) FROM stdin; END;'";
+const LOCKED = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'excluded_supplier' AND l.mode = 'AccessExclusiveLock' AND l.granted";
 
 after(async () => {
     await down();
@@ -119,6 +132,14 @@ test("crontabs: crawls on new only; exchange rates and backups back on new, off 
     assert.doesNotMatch(await sh("old", "crontab -l -u deployer || true"), /PELICAN_BACKEND_UPDATE_EXCHANGE_RATES/);
     assert.equal(await sh("new", "test -e /etc/cron.d/postgres_backups && echo yes"), "yes\n");
     assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo yes || echo no"), "no\n");
+});
+
+test("the writers of both servers stopped for the copy, with every process they started", async () => {
+    assert.equal(before_.writers, "psql\nsh\nsleep\nsleep\n", "the script, its pipeline and the sleep in a session of its own ran on old");
+    for (const host of ["old", "new"] as const) {
+        assert.equal(await sh(host, "pgrep -u incremental -a || true"), "", `${host}: no process of incremental is left`);
+        assert.equal(await sh(host, `${psql("kingfisher_collect")} -c "${LOCKED}"`), "0\n", `${host}: the lock is gone`);
+    }
 });
 
 test("Salt's reference tables on new are the old server's, and the copied grant reads", async () => {
