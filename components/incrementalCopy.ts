@@ -99,17 +99,20 @@ export class IncrementalCopy extends pulumi.ComponentResource {
         // they started (scrapy, psql, ocdscardinal, the excluded-supplier curl | psql) keeps
         // running when its parent is killed, in the script's process group or not. Nothing else
         // runs as that user here: the pre-sync is done, and the spiders were deployed before.
-        // TERM, then KILL after 60 s.
+        // Frozen first, then ended: killed one by one, a pipeline whose producer dies first sees
+        // EOF and commits what it has (seen on the test hosts: `... | psql -c 'BEGIN; DELETE FROM
+        // excluded_supplier; COPY ... FROM stdin; END;'` committed an empty excluded_supplier).
+        // Frozen, nothing can commit; the sessions of the role the crawls write as are ended
+        // (their open transactions roll back; a server process otherwise runs on until its
+        // statement ends), then the frozen processes are killed. Readers (their own roles, like a
+        // crawl's users) are left alone.
         const stopAll = script(
-            sh`pkill -TERM -u ${args.user} || true`,
-            sh`for _ in $(seq 60); do pgrep -u ${args.user} > /dev/null || break; sleep 1; done`,
+            // Three passes: a child forked while the first pass ran is frozen by the next.
+            sh`for _ in 1 2 3; do pkill -STOP -u ${args.user} || true; done`,
+            sh`cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d postgres -c ${`SELECT count(pg_terminate_backend(pid)) || ' session(s) of ${args.database} ended' FROM pg_stat_activity WHERE datname = '${args.database}' AND usename = '${args.database}'`}`,
             sh`pkill -KILL -u ${args.user} || true`,
             sh`for _ in $(seq 10); do pgrep -u ${args.user} > /dev/null || break; sleep 1; done`,
             sh`if pgrep -u ${args.user} > /dev/null; then echo ${`processes of ${args.user} survive SIGKILL:`} >&2; ps -o pid,stat,args -u ${args.user} >&2; exit 1; fi`,
-            // A server process of a killed client runs on until its statement ends (PostgreSQL does
-            // not watch the socket meanwhile): end the sessions of the role the crawls write as.
-            // Readers (their own roles, like a crawl's users) are left alone.
-            sh`cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d ${args.database} -c ${`SELECT count(pg_terminate_backend(pid)) || ' session(s) of ${args.database} ended' FROM pg_stat_activity WHERE datname = '${args.database}' AND usename = '${args.database}'`}`,
         );
         const stopOld = oldMain.oneOff(
             `${name}-stop-old-crons`,
