@@ -77,7 +77,7 @@ export class MainServer extends pulumi.ComponentResource {
                 docs,
                 port: cfg.tinyproxy.port,
                 configPath: cfg.tinyproxy.configPath,
-                guardPath: cfg.tinyproxy.configPath.replace(/[^/]+$/, "data-support-ipv6-guard.nft"),
+                guardPath: cfg.tinyproxy.configPath.replace(/[^/]+$/, "data-support-ipv6-guard.sh"),
                 allow,
                 client: newMain,
                 checkUrl: cfg.tinyproxy.checkUrl,
