@@ -10,7 +10,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import { removeCronEntries } from "./cron";
-import { asUser, sh, script } from "./shell";
+import { noteForRunbook } from "./runbookNotes";
+import { asUser, sh, script, ShellText } from "./shell";
 
 export const EXCHANGE_RATES_CRON_ID = "PELICAN_BACKEND_UPDATE_EXCHANGE_RATES";
 
@@ -43,6 +44,47 @@ echo ${`${newMain.hostname}: ${args.dockerUser} has uid ${args.dockerUid}`}`,
             { parent: this, dependsOn: inherited },
         );
 
+        // WAL archiving (salt/postgres/files/conf/shared.conf at deploy afaedf6b: with pgBackRest
+        // backups, `archive_mode = on` and `archive_command = 'pgbackrest --stanza=<pillar
+        // postgres.backup.stanza> archive-push %p'`). The same pillar file deploys the old and the
+        // new main server, so unless its stanza was changed the new cluster archives into the old
+        // cluster's stanza: pgBackRest refuses WAL of another cluster, archiving fails, and WAL
+        // piles up in the new server's pg_wal. Changing the archive command would fight Salt (its
+        // next deploy puts it back), so this is a gate: it stops before anything is halted and
+        // says what to change in the pillar.
+        const archiveSql = "SELECT current_setting('archive_mode') || ' ' || current_setting('archive_command')";
+        const oldArchive = oldMain.command(
+            `${name}-old-wal-archiving`,
+            { create: sh`cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c ${archiveSql}` },
+            { parent: this, dependsOn: inherited },
+        );
+        const stanzaOf = `sed -n 's/.*--stanza=\\([^ ]*\\).*/\\1/p'`;
+        noteForRunbook(`${name}-wal-archiving-check`, {
+            kind: "gate",
+            condition: "the new server's PostgreSQL does not archive WAL into the old server's pgBackRest stanza, and its archiving does not fail (WAL would pile up in pg_wal)",
+        });
+        const walGate = newMain.command(
+            `${name}-wal-archiving-check`,
+            {
+                create: script(
+                    sh`old=$(cat)`,
+                    sh`new=$(cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c ${archiveSql})`,
+                    new ShellText(`old_stanza=$(printf '%s\\n' "$old" | ${stanzaOf}); new_stanza=$(printf '%s\\n' "$new" | ${stanzaOf})`),
+                    sh`case "$new" in 'off '*) echo ${`${newMain.hostname}: WAL archiving is off`}; exit 0 ;; esac`,
+                    sh`if [ -n "$new_stanza" ] && [ "$new_stanza" = "$old_stanza" ]; then
+  echo ${`${newMain.hostname}: PostgreSQL archives its WAL into the pgBackRest stanza`} "$new_stanza" ${`(archive_command), the stanza of the old server ${oldMain.hostname}: pgBackRest refuses the WAL of another cluster, and WAL piles up in pg_wal. In the new server's pillar, set postgres.backup.stanza to a stanza of its own (e.g. kingfisher-<year>), deploy the new server with Salt, create the stanza (as postgres: pgbackrest --stanza=<name> stanza-create), then run pulumi up again.`} >&2
+  exit 1
+fi`,
+                    // Archiving that fails (no stanza yet, repository unreachable) keeps every WAL segment.
+                    sh`failing=$(cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c ${"SELECT failed_count || ' failure(s), the last at ' || last_failed_time || ' of ' || coalesce(last_failed_wal, '?') FROM pg_stat_archiver WHERE last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)"})`,
+                    sh`if [ -n "$failing" ]; then echo ${`${newMain.hostname}: WAL archiving fails (pg_stat_archiver:`} "$failing"${`), so WAL piles up in pg_wal. Check the stanza in archive_command (pillar postgres.backup.stanza) exists (as postgres: pgbackrest --stanza=<name> check), or fix the repository, then run pulumi up again.`} >&2; exit 1; fi`,
+                    sh`echo ${`${newMain.hostname}: WAL archived into stanza`} "$new_stanza" ${`; the old server's is`} "\${old_stanza:-none}"`,
+                ),
+                stdin: oldArchive.stdout,
+            },
+            { parent: this, dependsOn: inherited },
+        );
+
         // On the new server, what is taken away is kept in the migration directory, so that step 8
         // puts back exactly what Salt had deployed.
         const haltNew = newMain.oneOff(
@@ -52,7 +94,7 @@ echo ${`${newMain.hostname}: ${args.dockerUser} has uid ${args.dockerUid}`}`,
                 removeCronEntries(args.dockerUser, EXCHANGE_RATES_CRON_ID, `${newMain.migrationDir}/exchange-rates.cron`),
                 sh`if [ -e ${args.backupsCron} ]; then mv ${args.backupsCron} ${`${newMain.migrationDir}/postgres_backups.cron`}; fi`,
             ),
-            { parent: this, dependsOn: [...inherited, uidCheck] },
+            { parent: this, dependsOn: [...inherited, uidCheck, walGate] },
         );
 
         // Fails closed: an app whose compose file is missing, or whose `down` fails, may still be

@@ -34,6 +34,36 @@ export function incrementalTransfers(a: { user: string; home: string; database: 
     };
 }
 
+/**
+ * Every entry Salt puts in the incremental user's crontab: the crawls, and the pillar's `cron:`
+ * jobs for that user (salt/cron/ at deploy afaedf6b: DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER, which
+ * rewrites excluded_supplier in kingfisher_collect). All of them write what step 6 copies.
+ */
+export const INCREMENTAL_USER_CRON_PATTERN = "[A-Z0-9_]+";
+
+/**
+ * Tables that Salt itself loads into kingfisher_collect on the server it deploys, when a crawl has
+ * `cardinal` (salt/kingfisher/collect/incremental.sls at afaedf6b): the reference data
+ * from its own CSV files, and excluded_supplier (created empty, then filled daily by the
+ * excluded-supplier cron). The new server holds them before the copy.
+ *
+ * They are replaced by the old server's, in the copy's own transaction (README, "Where we differ"):
+ * - the copy stays "new equals old, every table", so the verification covers every table of old;
+ * - excluded_supplier on old is the list of the old server's last run, the one its results were
+ *   made with; new's may be empty (its cron has not run yet) or from another day;
+ * - Salt does not fight it: it reloads the reference tables only when their CSV or SQL files change
+ *   (`onchanges`), and then from the repository, as it would have on the old server; the
+ *   excluded_supplier SQL is CREATE TABLE IF NOT EXISTS;
+ * - a failed copy rolls the drop back with the rest, so new keeps Salt's tables.
+ * Any other table on the target still stops the copy (never overwrite).
+ */
+export const SALT_LOADED_TABLES = ["codelist", "indicator", "cpc", "unspsc", "excluded_supplier"];
+
+/** Where the new server keeps the incremental user's Salt jobs other than crawls during the copy. */
+export function incrementalJobsSaved(newMain: Host): string {
+    return `${newMain.migrationDir}/incremental-jobs.cron`;
+}
+
 export interface IncrementalCopyArgs {
     oldMain: Host;
     newMain: Host;
@@ -81,22 +111,51 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             dependsOn: [...inherited, access.granted],
         });
 
-        // The runbook's "stop any processes started by the cron jobs": the crawl scripts and the
-        // scrapy processes they run, of the incremental user only. TERM, then KILL after 60 s.
-        const stop = oldMain.oneOff(
+        // The runbook's "stop any processes started by the cron jobs", on both servers: Salt has
+        // installed the same crontab on the new server, whose jobs would write the database being
+        // loaded. Every process of the incremental user stops, not only the crawl scripts: what
+        // they started (scrapy, psql, ocdscardinal, the excluded-supplier curl | psql) keeps
+        // running when its parent is killed, in the script's process group or not. Nothing else
+        // runs as that user here: the pre-sync is done, and the spiders were deployed before.
+        // Frozen first, then ended: killed one by one, a pipeline whose producer dies first sees
+        // EOF and commits what it has (seen on the test hosts: `... | psql -c 'BEGIN; DELETE FROM
+        // excluded_supplier; COPY ... FROM stdin; END;'` committed an empty excluded_supplier).
+        // Frozen, nothing can commit; the sessions of the role the crawls write as are ended
+        // (their open transactions roll back; a server process otherwise runs on until its
+        // statement ends), then the frozen processes are killed. Readers (their own roles, like a
+        // crawl's users) are left alone.
+        const stopAll = script(
+            // Three passes: a child forked while the first pass ran is frozen by the next.
+            sh`for _ in 1 2 3; do pkill -STOP -u ${args.user} || true; done`,
+            sh`cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d postgres -c ${`SELECT count(pg_terminate_backend(pid)) || ' session(s) of ${args.database} ended' FROM pg_stat_activity WHERE datname = '${args.database}' AND usename = '${args.database}'`}`,
+            sh`pkill -KILL -u ${args.user} || true`,
+            sh`for _ in $(seq 10); do pgrep -u ${args.user} > /dev/null || break; sleep 1; done`,
+            sh`if pgrep -u ${args.user} > /dev/null; then echo ${`processes of ${args.user} survive SIGKILL:`} >&2; ps -o pid,stat,args -u ${args.user} >&2; exit 1; fi`,
+        );
+        const stopOld = oldMain.oneOff(
             `${name}-stop-old-crons`,
             "stop-incremental-crons",
+            // On the old server they never come back.
+            script(removeCronEntries(args.user, INCREMENTAL_USER_CRON_PATTERN, `${oldMain.migrationDir}/incremental.cron`), stopAll),
+            { parent: this, dependsOn: [...inherited, ...args.halted, presync] },
+        );
+        // On the new server: the crawls' entries are IncrementalCrawls' to install after the copy;
+        // the user's other Salt jobs are kept aside and put back by step 8 (RestoreJobs).
+        const stopNew = newMain.oneOff(
+            `${name}-stop-new-crons`,
+            "stop-incremental-crons",
             script(
-                removeCronEntries(args.user, INCREMENTAL_CRON_PATTERN, `${oldMain.migrationDir}/incremental.cron`),
-                sh`pattern=${`${args.home}/bin/|scrapy crawl`}`,
-                sh`pkill -TERM -u ${args.user} -f "$pattern" || true`,
-                sh`for _ in $(seq 60); do pgrep -u ${args.user} -f "$pattern" > /dev/null || break; sleep 1; done`,
-                sh`pkill -KILL -u ${args.user} -f "$pattern" || true`,
+                removeCronEntries(args.user, INCREMENTAL_CRON_PATTERN, `${newMain.migrationDir}/incremental-crawls.cron`),
+                removeCronEntries(args.user, INCREMENTAL_USER_CRON_PATTERN, incrementalJobsSaved(newMain)),
+                stopAll,
             ),
             { parent: this, dependsOn: [...inherited, ...args.halted, presync] },
         );
+        const stop = [stopOld, stopNew];
 
         const db = args.database;
+        const saltTables = SALT_LOADED_TABLES.map((t) => `'${t}'`).join(", ");
+        const dropSaltTables = `DROP TABLE IF EXISTS ${SALT_LOADED_TABLES.map((t) => `public.${t}`).join(", ")};`;
         const psqlNew = sh`runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${db}`;
         const copyDatabase = newMain.oneOff(
             `${name}-database`,
@@ -108,8 +167,11 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                     database: db,
                     fingerprintTag: "tables",
                     fingerprintSql: TABLES_FINGERPRINT_SQL,
-                    held: sh`runuser -u postgres -- psql -X -At -d ${db} -c ${"SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"}`,
-                    refusal: [`${newMain.hostname}: database ${db} already has`, "table(s) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again."],
+                    held: sh`runuser -u postgres -- psql -X -At -d ${db} -c ${`SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND NOT (schemaname = 'public' AND tablename IN (${saltTables}))`}`,
+                    refusal: [
+                        `${newMain.hostname}: database ${db} already has`,
+                        `table(s) besides those Salt loads (${SALT_LOADED_TABLES.join(", ")}) that differ from the old server's; refusing to overwrite them. Empty it (or drop and re-create it) if they are not needed, then run pulumi up again.`,
+                    ],
                     subject: db,
                     compared: `tables of ${db}`,
                     copy: [
@@ -117,13 +179,14 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                         // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
                         // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
                         // More memory for the index builds of this one session speeds the load up.
-                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; ${access.ssh} ${`postgres@${access.target}`} ${dumpCommand(db)} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                        // Salt's own tables go in the same transaction: a failed load leaves them in place.
+                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; echo ${dropSaltTables}; ${access.ssh} ${`postgres@${access.target}`} ${dumpCommand(db)} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
                         sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
                     ],
                 }),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),
-            { parent: this, dependsOn: [...inherited, stop] },
+            { parent: this, dependsOn: [...inherited, ...stop] },
         );
 
         const copyFiles = newMain.oneOff(
@@ -145,7 +208,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 ),
                 sh`echo ${`${dirs.join(" and ")}: copied and verified equal`}`,
             ),
-            { parent: this, dependsOn: [...inherited, stop] },
+            { parent: this, dependsOn: [...inherited, ...stop] },
         );
         this.done = [copyDatabase, copyFiles];
         this.registerOutputs({});

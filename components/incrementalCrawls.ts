@@ -12,6 +12,9 @@ import { sh, script } from "./shell";
 
 export const MAILTO = "sysadmin@open-contracting.org";
 
+/** The line Salt's cron module writes above the entries it manages (salt/modules/cron.py, TAG). */
+export const SALT_CRON_TAG = "# Lines below here are managed by Salt, do not edit";
+
 export interface IncrementalCrawlsArgs {
     newMain: Host;
     user: string;
@@ -192,11 +195,13 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
             sh`{ crontab -l -u ${user} 2>/dev/null || true; } > "$now"`,
             sh`awk -v re=${`^# SALT_CRON_IDENTIFIER:(${INCREMENTAL_CRON_PATTERN})$`} 'skip { skip = 0; next } $0 ~ re { skip = 1; next } /^MAILTO=/ { next } { print }' "$now" > "$rest"`,
             sh`managed=$(cat)`,
-            sh`if [ -z "$managed" ] && ! grep -q '[^[:space:]]' "$rest"; then`,
+            sh`if [ -z "$managed" ] && ! awk -v tag=${SALT_CRON_TAG} '$0 != tag && /[^[:space:]]/ { found = 1 } END { exit !found }' "$rest"; then`,
             sh`  if [ -s "$now" ]; then crontab -r -u ${user}; echo "crontab of ${user}: removed (no crawl left)"; else echo "crontab of ${user}: none, unchanged"; fi`,
             sh`  exit 0`,
             sh`fi`,
-            sh`{ echo ${`MAILTO=${MAILTO}`}; cat "$rest"; [ -z "$managed" ] || printf '%s\\n' "$managed"; } > "$next"`,
+            // Salt's crontab header stays first: Salt's cron module reads what is above it as lines it
+            // does not manage, so MAILTO goes below it, where Salt's set_cron_env keeps it.
+            sh`{ if grep -qxF ${SALT_CRON_TAG} "$rest"; then echo ${SALT_CRON_TAG}; fi; echo ${`MAILTO=${MAILTO}`}; grep -vxF ${SALT_CRON_TAG} "$rest" || true; [ -z "$managed" ] || printf '%s\\n' "$managed"; } > "$next"`,
             sh`if cmp -s "$now" "$next"; then echo "crontab of ${user}: unchanged"; else crontab -u ${user} "$next"; echo "crontab of ${user}: installed"; fi`,
         );
         const crontab = newMain.command(

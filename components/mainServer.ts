@@ -76,7 +76,7 @@ export class MainServer extends pulumi.ComponentResource {
                 docs,
                 port: cfg.tinyproxy.port,
                 configPath: cfg.tinyproxy.configPath,
-                guardPath: cfg.tinyproxy.configPath.replace(/[^/]+$/, "data-support-ipv6-guard.nft"),
+                guardPath: cfg.tinyproxy.configPath.replace(/[^/]+$/, "data-support-ipv6-guard.sh"),
                 allow,
                 client: newMain,
                 checkUrl: cfg.tinyproxy.checkUrl,
@@ -187,7 +187,7 @@ export class MainServer extends pulumi.ComponentResource {
         // 8. Restore jobs on the new server.
         new RestoreJobs(
             `${name}-restore`,
-            { newMain, dockerUser: cfg.docker.user, backupsCron: cfg.paths.postgresBackupsCron, after: [...rates.done, revoked] },
+            { newMain, dockerUser: cfg.docker.user, incrementalUser: incremental.user, backupsCron: cfg.paths.postgresBackupsCron, after: [...rates.done, revoked] },
             { parent: this, dependsOn: inherited },
         );
 

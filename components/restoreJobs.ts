@@ -1,14 +1,19 @@
 // Step 8 (Restore Salt and start jobs): on the new server, the exchange-rates cron and the
-// PostgreSQL backups are back, exactly as the halt took them away. The old server's jobs stay off.
+// PostgreSQL backups are back, exactly as the halt took them away, and so are the incremental user's
+// Salt jobs other than crawls (the excluded-supplier cron), kept aside for the copy in step 6. The old
+// server's jobs stay off.
 import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import { restoreCronEntries } from "./cron";
+import { incrementalJobsSaved } from "./incrementalCopy";
 import { sh, script } from "./shell";
 
 export interface RestoreJobsArgs {
     newMain: Host;
     dockerUser: string;
+    /** The incremental user: its Salt jobs other than crawls were kept aside for the copy (step 6). */
+    incrementalUser: string;
     backupsCron: string;
     after: pulumi.Resource[];
 }
@@ -26,6 +31,7 @@ export class RestoreJobs extends pulumi.ComponentResource {
             "restore-new-server",
             script(
                 restoreCronEntries(args.dockerUser, `${newMain.migrationDir}/exchange-rates.cron`),
+                restoreCronEntries(args.incrementalUser, incrementalJobsSaved(newMain)),
                 sh`if [ -e ${saved} ] && [ ! -e ${args.backupsCron} ]; then cp -p ${saved} ${args.backupsCron}; fi`,
             ),
             { parent: this, dependsOn: [...inherited, ...args.after] },

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "./dependencies";
 import type { Host } from "./host";
 import { receiveWhole, sha256 } from "./managedFile";
-import { sh, script } from "./shell";
+import { quote, sh, script } from "./shell";
 
 export interface AllowedEntry {
     address: string;
@@ -52,36 +52,54 @@ export function renderTinyproxyConf(port: number, allow: AllowedEntry[]): string
     return lines.join("\n");
 }
 
-/** The nftables table that guards the proxy port over IPv6 (see renderIpv6Guard). */
+/** The nftables table that guards the proxy port over IPv6 (see renderIpv6GuardScript). */
 export const GUARD_TABLE = "data_support_tinyproxy";
 
+/** Marks the hook line in /etc/default/tinyproxy on hosts without systemd. */
+const HOOK_MARK = "# data-support: IPv6 guard of tinyproxy";
+
 /**
- * An nftables ruleset that lets only the allowed IPv6 addresses (and ::1) reach the proxy port.
+ * A script that loads an nftables ruleset letting only tinyproxy.conf's own IPv6 `Allow` entries
+ * (and ::1) reach its `Port`. It runs each time tinyproxy starts or reloads, so an allow list that
+ * Salt renders later (salt/tinyproxy/files/tinyproxy.conf) takes effect in the guard too.
  * Why: Debian 12's tinyproxy 1.11.1 checks its ACL against a wrong client address for the first
  * IPv6 connection after an IPv4 one (upstream tinyproxy/tinyproxy#495, fixed in 1.11.2): accept()
  * keeps the IPv4 address length, so half of the IPv6 address is left over from the previous client.
- * Seen on the test hosts: an outsider in the same /64 was admitted. IPv4 is not affected, so
- * tinyproxy's own Allow list stays the access control there (outsiders get HTTP 403); over IPv6 an
- * address off the list is refused at the port. The ruleset replaces the whole table in one
- * transaction (`nft -f`), so there is no moment without a guard.
+ * Seen on the test hosts: an outsider in the same /64 was admitted. And tinyproxy 1.11 reads a bare
+ * IPv6 `Allow` (as Salt writes the pillar's entries) as admitting every IPv6 client; the guard
+ * reads it as that one address. IPv4 is not affected, so tinyproxy's own Allow list stays the
+ * access control there (outsiders get HTTP 403); over IPv6 an address off the list is refused at
+ * the port. The ruleset replaces the whole table in one transaction (`nft -f`), so there is no
+ * moment without a guard.
  */
-export function renderIpv6Guard(port: number, allow: AllowedEntry[]): string {
-    const v6 = ["::1", ...allow.map((a) => a.address).filter((a) => a.includes(":"))];
+export function renderIpv6GuardScript(configPath: string): string {
     return [
-        "# Managed by data-support (Pulumi): edit the stack config, not this file.",
+        "#!/bin/sh",
+        "# Managed by data-support (Pulumi): the IPv6 guard of tinyproxy, made from tinyproxy.conf's own",
+        "# Port and Allow lines each time tinyproxy starts or reloads.",
+        "set -eu",
+        `conf=${quote(configPath)}`,
+        `port=$(awk '$1 == "Port" { p = $2 } END { print (p == "" ? 8888 : p) }' "$conf")`,
+        `case $port in '' | *[!0-9]*) echo "$conf: Port $port is not a number; the IPv6 guard is unchanged" >&2; exit 1 ;; esac`,
+        "# Each IPv6 entry once, a bare address as itself (/128); ::1 always.",
+        String.raw`elements=$(awk '$1 == "Allow" && $2 ~ /:/ && $2 ~ /^[0-9A-Fa-f:.]+(\/[0-9]+)?$/ { a = $2; if (a !~ /\//) a = a "/128"; if (!(a in seen)) { seen[a] = 1; list = list (list == "" ? "" : ", ") a } } END { if (!("::1/128" in seen)) list = list (list == "" ? "" : ", ") "::1/128"; print list }' "$conf")`,
+        "nft -f - <<EOF",
         `table inet ${GUARD_TABLE}`,
         `delete table inet ${GUARD_TABLE}`,
         `table inet ${GUARD_TABLE} {`,
         "    set allowed6 {",
         "        type ipv6_addr",
         "        flags interval",
-        `        elements = { ${v6.join(", ")} }`,
+        "        auto-merge",
+        "        elements = { $elements }",
         "    }",
         "    chain input {",
         "        type filter hook input priority filter - 10; policy accept;",
-        `        meta nfproto ipv6 tcp dport ${port} ip6 saddr != @allowed6 reject with tcp reset`,
+        "        meta nfproto ipv6 tcp dport $port ip6 saddr != @allowed6 reject with tcp reset",
         "    }",
         "}",
+        "EOF",
+        `echo "tinyproxy IPv6 guard: port $port, admitted $elements"`,
         "",
     ].join("\n");
 }
@@ -97,28 +115,34 @@ export class TinyproxyAllowlist extends pulumi.ComponentResource {
         super("data-support:tinyproxy:TinyproxyAllowlist", name, {}, opts);
         const inherited = inheritedDependsOn(opts);
         this.config = renderTinyproxyConf(args.port, args.allow);
-        this.guard = renderIpv6Guard(args.port, args.allow);
+        this.guard = renderIpv6GuardScript(args.configPath);
         const host = args.docs.hostname;
 
-        // The IPv6 guard goes first, so the proxy never listens unguarded. A systemd drop-in loads
-        // it again whenever tinyproxy starts (after a reboot, say).
+        // The IPv6 guard goes first, so the proxy never listens unguarded. It runs again whenever
+        // tinyproxy starts or reloads: a systemd drop-in, or, without systemd, a line in
+        // /etc/default/tinyproxy, which Debian's init script sources with its action in $1.
         const dropIn = "/etc/systemd/system/tinyproxy.service.d/data-support-ipv6-guard.conf";
+        const hook = `case "\${1:-}" in start | restart | reload | force-reload) /bin/sh ${args.guardPath} > /dev/null || exit 1 ;; esac ${HOOK_MARK}`;
         const installGuard = script(
             sh`command -v nft >/dev/null || { echo ${`${host}: nft is missing; install Debian's nftables package on ${host} (it guards tinyproxy over IPv6), then run pulumi up again`} >&2; exit 1; }`,
             sh`path=${args.guardPath}`,
             receiveWhole(args.guardPath, this.guard, `${host}: the IPv6 guard arrived incomplete; nothing was changed`),
-            // nft -c parses and checks the ruleset against the kernel without applying it.
-            sh`nft -c -f "$tmp"`,
-            sh`chmod 0644 "$tmp"; mv "$tmp" "$path"`,
-            sh`nft -f "$path"`,
-            sh`mkdir -p ${dropIn.replace(/\/[^/]+$/, "")}`,
-            sh`printf '%s\n' '[Service]' ${`ExecStartPre=/usr/sbin/nft -f ${args.guardPath}`} > ${dropIn}`,
-            sh`if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi`,
-            sh`echo ${`tinyproxy IPv6 guard: ${args.allow.filter((a) => a.address.includes(":")).length} address(es) and ::1 admitted`}`,
+            sh`sh -n "$tmp"`,
+            sh`chmod 0755 "$tmp"; mv "$tmp" "$path"`,
+            sh`/bin/sh "$path"`,
+            sh`if [ -d /run/systemd/system ]; then
+  mkdir -p ${dropIn.replace(/\/[^/]+$/, "")}
+  printf '%s\\n' '[Service]' ${`ExecStartPre=/bin/sh ${args.guardPath}`} ${`ExecReload=/bin/sh ${args.guardPath}`} > ${dropIn}
+  systemctl daemon-reload
+elif ! grep -qxF ${hook} /etc/default/tinyproxy 2>/dev/null; then
+  sed -i ${`/${HOOK_MARK}$/d`} /etc/default/tinyproxy 2>/dev/null || true
+  printf '%s\\n' ${hook} >> /etc/default/tinyproxy
+fi`,
         );
         const removeGuard = script(
             sh`nft delete table inet ${GUARD_TABLE} 2>/dev/null || true`,
             sh`rm -f ${args.guardPath} ${dropIn}`,
+            sh`sed -i ${`/${HOOK_MARK}$/d`} /etc/default/tinyproxy 2>/dev/null || true`,
             sh`if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi`,
         );
         const guard = args.docs.command(

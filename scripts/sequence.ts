@@ -30,7 +30,7 @@ const MAIN_STAGES: Stage[] = [
     { step: 4, what: "docker apps: migrations, then pull and start", names: /^data-support-docker-/ },
     { step: 5, what: "DNS of the collect hostname points at the new server", names: /^data-support-collect-dns-/ },
     { step: 5, what: "deploy the spiders", names: /^data-support-spiders-/ },
-    { step: 6, what: "stop the incremental crons on the old server", names: /^data-support-incremental-copy-stop-old-crons$/ },
+    { step: 6, what: "stop the incremental user's crons and processes on the old and the new server", names: /^data-support-incremental-copy-stop-(old|new)-crons$/ },
     { step: 6, what: "copy kingfisher_collect, data/ and logs/, verified", names: /^data-support-incremental-copy-(database|files)$/ },
     { step: 6, what: "the incremental crons run on the new server", names: /^data-support-crawls-/ },
     { step: 7, what: "copy exchange_rates, verified", names: /^data-support-exchange-rates-/ },

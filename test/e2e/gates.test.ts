@@ -39,6 +39,40 @@ after(async () => {
     await down();
 });
 
+// The new server as the pillar of the runbook's commit deploys it: the same pgBackRest stanza as the
+// old server (salt/postgres/files/conf/shared.conf, pillar postgres.backup.stanza kingfisher-2023).
+const CONF = "/etc/postgresql/15/main/conf.d/030_kingfisher-main1.conf";
+const pg = (sql: string) => `cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c "${sql}"`;
+const setStanza = (stanza: string) => sh("new", `sed -i "s/--stanza=[^ ]*/--stanza=${stanza}/" ${CONF} && ${pg("SELECT pg_reload_conf()")} > /dev/null && for _ in $(seq 50); do [ "$(${pg("SHOW archive_command")})" = 'pgbackrest --stanza=${stanza} archive-push %p' ] && break; sleep 0.1; done`);
+/** Writes WAL and switches segments, then waits (bounded, on the host) until the archiver has tried it. */
+const switchWal = (column: "failed_count" | "archived_count") =>
+    sh("new", `n=$(${pg(`SELECT ${column} FROM pg_stat_archiver`)}); ${pg("SELECT pg_logical_emit_message(false, 'ds-testbed', 'x')")} > /dev/null; ${pg("SELECT pg_switch_wal()")} > /dev/null; for _ in $(seq 100); do [ "$(${pg(`SELECT ${column} FROM pg_stat_archiver`)})" -gt "$n" ] && break; sleep 0.1; done`);
+
+test("new archives WAL into the old server's stanza: the WAL gate stops before anything is halted, naming the pillar key", async () => {
+    await setStanza("kingfisher-2023");
+    const result = harness.apply(testbedConfig(tb));
+    await setStanza("kingfisher-ocp23");
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /ocp23\.open-contracting\.org: PostgreSQL archives its WAL into the pgBackRest stanza kingfisher-2023 \(archive_command\), the stanza of the old server ocp04\.open-contracting\.org/);
+    assert.match(result.error ?? "", /set postgres\.backup\.stanza to a stanza of its own/);
+    assert.ok(!ran(result).some((n) => /halt-(new|old)-server/.test(n)), ran(result).join(", "));
+    assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo kept"), "kept\n");
+    assert.equal(await sh("new", "test -e /etc/cron.d/postgres_backups && echo kept"), "kept\n");
+});
+
+test("WAL archiving fails on the new server: the gate stops, saying WAL piles up in pg_wal", async () => {
+    await sh("new", "touch /etc/pgbackrest-standin.fail");
+    await switchWal("failed_count");
+    const result = harness.apply(testbedConfig(tb));
+    await sh("new", "rm /etc/pgbackrest-standin.fail");
+    await sh("new", `${pg("SELECT pg_reload_conf()")} > /dev/null`);
+    await switchWal("archived_count");
+    assert.equal(result.ok, false);
+    assert.match(result.error ?? "", /ocp23\.open-contracting\.org: WAL archiving fails \(pg_stat_archiver: [1-9]\d* failure\(s\), the last at .*\), so WAL piles up in pg_wal/);
+    assert.ok(!ran(result).some((n) => /halt-(new|old)-server/.test(n)), ran(result).join(", "));
+    assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo kept"), "kept\n");
+});
+
 test("docker uid differs on the new server: one clear error naming docker.uid; the old server is untouched", async () => {
     const result = harness.apply(testbedConfig(tb, { docker: { uid: 1006 } }));
     assert.equal(result.ok, false);

@@ -7,6 +7,7 @@ import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../supp
 import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
 import { runbookSteps } from "../../scripts/runbook";
 import { psql, sh } from "../support/hosts";
+import { quote } from "../../components/shell";
 
 let tb: Testbed;
 let harness: Harness;
@@ -25,8 +26,20 @@ before(async () => {
     before_.rates = await sh("old", `${psql("pelican_backend")}`, { input: EXCHANGE_RATES });
     before_.data = await sh("old", treeFingerprint("/home/incremental/data").text);
     before_.logs = await sh("old", treeFingerprint("/home/incremental/logs").text);
+    // A writer of each server mid-run, as the excluded-supplier job is while its download hangs: a
+    // script (its own session, like cron's jobs) whose psql holds excluded_supplier locked inside a
+    // COPY, and a child in a session of its own. Killing the script alone would leave both.
+    for (const host of ["old", "new"] as const) await sh(host, `runuser -u incremental -- setsid -f sh -c ${quote(HANGING_WRITER)} < /dev/null > /dev/null 2>&1`);
+    await sh("old", `for _ in $(seq 100); do [ "$(${psql("kingfisher_collect")} -c "${LOCKED}")" = 1 ] && break; sleep 0.1; done`);
+    await sh("new", `for _ in $(seq 100); do [ "$(${psql("kingfisher_collect")} -c "${LOCKED}")" = 1 ] && break; sleep 0.1; done`);
+    before_.writers = await sh("old", "pgrep -l -u incremental | awk '{ print $2 }' | sort");
     first = harness.apply(testbedConfig(tb));
 });
+
+/** The excluded-supplier job stuck in its download; its psql holds the table locked in a COPY. */
+const HANGING_WRITER =
+    "setsid sleep 3600 & sleep 3600 | psql -X -q -U kingfisher_collect -h localhost kingfisher_collect -c 'BEGIN; LOCK TABLE excluded_supplier IN ACCESS EXCLUSIVE MODE; DELETE FROM excluded_supplier; COPY excluded_supplier (identifier) FROM stdin; END;'";
+const LOCKED = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'excluded_supplier' AND l.mode = 'AccessExclusiveLock' AND l.granted";
 
 after(async () => {
     await down();
@@ -94,23 +107,54 @@ test("data/ and logs/ trees on new equal old: paths, sizes, checksums", async ()
 });
 
 test("crontabs: crawls on new only; exchange rates and backups back on new, off on old", async () => {
+    // New was deployed by Salt with the pillar's crawls (DOMINICAN_REPUBLIC, MEXICO_NUEVO_LEON) and the
+    // excluded-supplier job: the crawls are now the stack's, the job is back after the copy, and
+    // Salt's header stays first.
     assert.equal(
         await sh("new", "crontab -l -u incremental"),
         [
+            "# Lines below here are managed by Salt, do not edit",
             "MAILTO=sysadmin@open-contracting.org",
             "# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_DOMINICAN_REPUBLIC",
             "15 0 * * * /home/incremental/bin/dominican_republic_api.sh",
             "# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_ECUADOR",
             "15 0 1 * * /home/incremental/bin/ecuador_sercop_bulk.sh",
+            "# SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER",
+            "42 1 * * * /home/incremental/bin/do_excluded_supplier.sh",
             "",
         ].join("\n"),
     );
+    // On old, every job of the incremental user is gone (crawls and the excluded-supplier job).
+    assert.equal(await sh("old", "crontab -l -u incremental || true"), "# Lines below here are managed by Salt, do not edit\nMAILTO=sysadmin@open-contracting.org\n");
     assert.doesNotMatch(await sh("old", "crontab -l -u incremental || true"), /OCDS_KINGFISHER_COLLECT/);
     const deployerNew = await sh("new", "crontab -l -u deployer");
     assert.equal(deployerNew.match(/^# SALT_CRON_IDENTIFIER:PELICAN_BACKEND_UPDATE_EXCHANGE_RATES$/gm)?.length, 1, deployerNew);
     assert.doesNotMatch(await sh("old", "crontab -l -u deployer || true"), /PELICAN_BACKEND_UPDATE_EXCHANGE_RATES/);
     assert.equal(await sh("new", "test -e /etc/cron.d/postgres_backups && echo yes"), "yes\n");
     assert.equal(await sh("old", "test -e /etc/cron.d/postgres_backups && echo yes || echo no"), "no\n");
+});
+
+test("the writers of both servers stopped for the copy, with every process they started", async () => {
+    assert.equal(before_.writers, "psql\nsh\nsleep\nsleep\n", "the script, its pipeline and the sleep in a session of its own ran on old");
+    for (const host of ["old", "new"] as const) {
+        assert.equal(await sh(host, "pgrep -u incremental -a || true"), "", `${host}: no process of incremental is left`);
+        assert.equal(await sh(host, `${psql("kingfisher_collect")} -c "${LOCKED}"`), "0\n", `${host}: the lock is gone`);
+    }
+});
+
+test("Salt's reference tables on new are the old server's, and the copied grant reads", async () => {
+    const lists = `${psql("kingfisher_collect")} -c "SELECT count(*), min(identifier), max(identifier) FROM excluded_supplier"`;
+    // Old's list (DO-RPE-1500..1560) replaced the one new had fetched (1500..1540).
+    assert.equal(await sh("new", lists), "61|DO-RPE-1500|DO-RPE-1560\n");
+    assert.equal(await sh("new", `${psql("kingfisher_collect")} -c "SELECT has_table_privilege('dgcp', 'dominican_republic_api_result', 'SELECT'), count(*) FROM codelist"`), "t|3\n");
+});
+
+test("WAL: new archives into its own stanza only, never into the old server's", async () => {
+    // A segment switch makes the archiver call archive_command; a bounded wait on the host for it.
+    await sh("new", `${psql("postgres")} -c "SELECT pg_switch_wal()" > /dev/null; for _ in $(seq 100); do [ "$(${psql("postgres")} -c "SELECT archived_count FROM pg_stat_archiver")" -gt 0 ] && break; sleep 0.1; done`);
+    const stanzas = (await sh("new", "cat /var/log/pgbackrest-standin.log")).trim().split("\n").map((l) => JSON.parse(l).stanza);
+    assert.ok(stanzas.length >= 1, "the stand-in was called");
+    assert.deepEqual([...new Set(stanzas)], ["kingfisher-ocp23"]);
 });
 
 test("docker: apps down on old; on new migrations, then pull and up -d, as deployer, in order", async () => {

@@ -62,6 +62,7 @@ ssl = on
 ssl_cert_file = '$etc/server.crt'
 ssl_key_file = '$etc/server.key'
 EOF
+  if [[ $HOST == old || $HOST == new ]]; then wal_archiving; fi
   pg_ctlcluster 15 main start
   poll 100 "PostgreSQL" pg_isready -q -h "$IPV4"
 }
@@ -73,6 +74,12 @@ CREATE ROLE kingfisher_collect LOGIN PASSWORD '$DS_PG_KINGFISHER_COLLECT_PASSWOR
 CREATE DATABASE kingfisher_collect OWNER kingfisher_collect;
 CREATE ROLE pelican_backend LOGIN PASSWORD '$DS_PG_PELICAN_BACKEND_PASSWORD';
 CREATE DATABASE pelican_backend OWNER pelican_backend;
+-- A read-only role of the crawl's users (pillar/kingfisher_main.sls: DOMINICAN_REPUBLIC users: dgcp;
+-- Salt's postgres states create the roles of the pillar's postgres.users on the server they deploy).
+CREATE ROLE dgcp LOGIN;
+-- salt/kingfisher/collect/incremental.sls: with a cardinal crawl, kingfisher_collect loads the
+-- reference CSV files with a server-side COPY.
+GRANT pg_read_server_files TO kingfisher_collect;
 EOF
   # "The initial migrations for Pelican backend, which create the exchange_rates table, are run
   # by Salt": the table exists on both servers.
@@ -89,9 +96,17 @@ EOF
 }
 
 users() {
+  # salt/lib.sls create_user: home /home/<user>, shell /bin/bash. incremental and summarize are
+  # python_apps users, collect is kingfisher_collect.user (pillar/kingfisher_main.sls); deployer is
+  # docker.user with docker.uid 1005 (pillar/kingfisher_main.sls, salt/docker_apps).
   useradd --create-home --shell /bin/bash incremental
   useradd --create-home --shell /bin/bash --uid 1005 deployer
+  useradd --create-home --shell /bin/bash collect
+  useradd --create-home --shell /bin/bash summarize
   local home=/home/incremental
+  # salt/kingfisher/collect/incremental.sls "allow /home/incremental access": mode 755, so that
+  # postgres reads the reference CSV files (COPY ... FROM a file on the server).
+  chmod 755 "$home"
   runuser -u incremental -- mkdir -p "$home"/{data,logs,bin} "$home/kingfisher-collect/.ve/bin"
   install -o incremental -g incremental -m 755 "$BIN/scrapy-standin.py" "$home/kingfisher-collect/.ve/bin/scrapy"
   install -o incremental -g incremental -m 755 "$BIN/scrapyd-deploy-standin.py" "$home/kingfisher-collect/.ve/bin/scrapyd-deploy"
@@ -106,7 +121,8 @@ url = http://localhost:6800/
 project = kingfisher
 EOF
   chown incremental:incremental "$home/kingfisher-collect/scrapy.cfg"
-  install -o incremental -g incremental -m 600 /dev/null "$home/.pgpass"
+  # incremental.sls: .pgpass, mode 400.
+  install -o incremental -g incremental -m 400 /dev/null "$home/.pgpass"
   echo "localhost:5432:kingfisher_collect:kingfisher_collect:$DS_PG_KINGFISHER_COLLECT_PASSWORD" >"$home/.pgpass"
   # Stand-in logs that any user may append to.
   install -m 666 /dev/null /var/log/docker-standin.log
@@ -139,54 +155,309 @@ EOF
   done
 }
 
-# The crons Salt installs on a main server, in the format Salt's cron states write.
+# The crons Salt installs on a main server, as salt/modules/cron.py writes a crontab: its header
+# line, the environment (salt/lib.sls set_cron_env: MAILTO), then each entry under a
+# `# SALT_CRON_IDENTIFIER:<ID>` comment. `minute: random` is drawn once by Salt; fixed here.
 salt_crons() {
-  runuser -u deployer -- crontab - <<'EOF'
+  # salt/pelican/backend/init.sls (PELICAN_BACKEND_UPDATE_EXCHANGE_RATES, hour */12, minute random)
+  # and salt/kingfisher/process/init.sls (the monthly clean-ups of kingfisher_process, day 1 at
+  # 03:00, 03:15, 03:30); both set MAILTO for docker.user.
+  local select="psql -U kingfisher_process -h localhost kingfisher_process -q -t -c"
+  local delete="/usr/bin/docker compose --progress=quiet run --rm --name"
+  runuser -u deployer -- crontab - <<EOF
 # Lines below here are managed by Salt, do not edit
+MAILTO=sysadmin@open-contracting.org
 # SALT_CRON_IDENTIFIER:PELICAN_BACKEND_UPDATE_EXCHANGE_RATES
-0 */12 * * * cd /data/deploy/pelican-backend && docker compose run --rm --name pelican-backend-update-exchange-rates cron python manage.py update-exchange-rates
+27 */12 * * * cd /data/deploy/pelican-backend; /usr/bin/docker compose --progress=quiet run --rm --name pelican-backend-cron -e LOG_LEVEL=WARNING cron python manage.py update-exchange-rates
+# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_STALE_COLLECTIONS
+0 3 1 * * cd /data/deploy/kingfisher-process; $select "SELECT id FROM collection c WHERE c.deleted_at IS NULL AND c.store_end_at < date_trunc('day', NOW() - interval '1 year') AND EXISTS(SELECT FROM collection d WHERE d.source_id = c.source_id AND d.transform_type = '' AND d.id > c.id AND d.deleted_at IS NULL AND d.store_end_at < date_trunc('day', NOW() - interval '1 year')) ORDER BY id DESC" | xargs -I{} $delete kingfisher-process-cron-stale -e LOG_LEVEL=WARNING cron python manage.py deletecollection -v0 -f {}
+# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_UNFINISHED_COLLECTIONS
+15 3 1 * * cd /data/deploy/kingfisher-process; $select "SELECT id FROM collection WHERE deleted_at IS NULL AND store_start_at < date_trunc('day', NOW() - interval '2 month') AND store_end_at IS NULL ORDER BY id DESC" | xargs -I{} $delete kingfisher-process-cron-unfinished -e LOG_LEVEL=WARNING cron python manage.py deletecollection -v0 -f {}
+# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_EMPTY_COLLECTIONS
+30 3 1 * * cd /data/deploy/kingfisher-process; $select "SELECT id FROM collection WHERE deleted_at IS NULL AND store_end_at < date_trunc('day', NOW() - interval '2 month') AND COALESCE(NULLIF(cached_releases_count, 0), NULLIF(cached_records_count, 0), cached_compiled_releases_count) = 0 ORDER BY id DESC" | xargs -I{} $delete kingfisher-process-cron-empty -e LOG_LEVEL=WARNING cron python manage.py deletecollection -v0 -f {}
 EOF
-  cat >/etc/cron.d/postgres_backups <<'EOF'
-# This file is managed by Salt (ds-testbed copy): pgBackRest backups of the main cluster.
+  # salt/postgres/backup.sls (postgres.backup.type pgbackrest, with cron), stanza from the pillar.
+  cat >/etc/cron.d/postgres_backups <<EOF
 MAILTO=root
-15 2 * * 0 postgres pgbackrest backup --stanza=kingfisher --type=full
-15 2 * * 1-6 postgres pgbackrest backup --stanza=kingfisher --type=diff
+# Daily incremental backup
+15 05 * * 0-2,4-6 postgres pgbackrest backup --stanza=$(stanza)
+# Weekly full backup
+15 05 * * 3 postgres pgbackrest backup --stanza=$(stanza) --type=full 2>&1 | grep -v "unable to remove file.*We encountered an internal error\. Please try again\.\|expire command encountered 1 error.s., check the log file for details"
 EOF
+}
+
+# pillar/kingfisher_main.sls postgres.backup.stanza is kingfisher-2023, and the same pillar file
+# deploys the old and the new main server. The old server keeps it; the new one is given a stanza
+# of its own (DS_NEW_STANZA), as the program's WAL gate asks before a migration starts (a test
+# puts the commit's value back on new and sees the gate stop).
+stanza() {
+  case $HOST in
+    new) echo "$DS_NEW_STANZA" ;;
+    *) echo kingfisher-2023 ;;
+  esac
+}
+
+# salt/postgres/files/conf/shared.conf, its pgBackRest part (postgres.backup.type pgbackrest), in
+# conf.d/030_<postgres.configuration.name>.conf; the pgtune part of that file is left out. The
+# archive command runs the pgBackRest stand-in (/usr/local/sbin/pgbackrest on old and new).
+wal_archiving() {
+  cat >/etc/postgresql/15/main/conf.d/030_kingfisher-main1.conf <<EOF
+### pgBackRest
+wal_level = logical
+archive_mode = on
+archive_command = 'pgbackrest --stanza=$(stanza) archive-push %p'
+max_wal_senders = 4
+EOF
+  install -m 666 /dev/null /var/log/pgbackrest-standin.log
 }
 
 # ---------------------------------------------------------------------------------------------
-# old: seed data and the incremental crawls
+# incremental crawls, cardinal and reference tables (salt/kingfisher/collect/incremental.sls with
+# pillar/kingfisher_main.sls python_apps.kingfisher_collect.crawls; the same on old and new)
 
-incremental_crawl_script() {
-  local spider=$1 crawl_time=$2
+readonly KC_HOME=/home/incremental
+readonly SENTRY_DSN=https://public@sentry.example.invalid/1
+
+# salt/kingfisher/collect/files/cron.sh as Jinja renders it for one crawl:
+# crawl_script SPIDER CRAWL_TIME SPIDER_ARGUMENTS CARDINAL(yes|no)
+crawl_script() {
+  local spider=$1 crawl_time=$2 spider_arguments=$3 cardinal=$4 scratch=$KC_HOME/bi/scratch
   cat <<EOF
 #!/bin/sh
-# Managed by Salt (ds-testbed copy): incremental crawl of $spider.
-set -e
-cd /home/incremental/kingfisher-collect
-mkdir -p /home/incremental/logs/$spider/\$(date +%Y)
-env http_proxy=http://ocp19.open-contracting.org:8888 https_proxy=http://ocp19.open-contracting.org:8888 \\
-  .ve/bin/scrapy crawl $spider -a crawl_time=${crawl_time}T00:00:00 \\
-  -s FILES_STORE=/home/incremental/data \\
-  -s DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect \\
-  --logfile=/home/incremental/logs/$spider/\$(date +%Y)/\$(date +%F).log
+# shellcheck disable=SC1083
+
+set -eu
+
+cd $KC_HOME/kingfisher-collect
+
+env http_proxy=http://ocp19.open-contracting.org:8888 https_proxy=http://ocp19.open-contracting.org:8888 no_proxy=localhost,sentry.io,standard.open-contracting.org .ve/bin/scrapy crawl \\
+    $spider${spider_arguments:+ $spider_arguments} \\
+    -a crawl_time=${crawl_time}T00:00:00 \\
+    -s FILES_STORE=$KC_HOME/data \\
+    -s DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect \\
+    -s PROXY_SPIDERS= \\
+    -s SENTRY_DSN=$SENTRY_DSN \\
+    --logfile="$KC_HOME/logs/$spider-\$(date +%F).log"
+
+# shellcheck disable=all
+EOF
+  [[ $cardinal == yes ]] || return 0
+  cat <<EOF
+psql -U kingfisher_collect -h localhost -t -c 'SELECT data FROM $spider' -o $scratch/$spider.jsonl
+
+$KC_HOME/.cargo/bin/ocdscardinal prepare \\
+    -s $KC_HOME/bi/settings/$spider.ini \\
+    -o $scratch/$spider.out.jsonl \\
+    -e $scratch/$spider.err.csv \\
+    $scratch/$spider.jsonl
+
+if [ -s $scratch/$spider.err.csv ]; then
+    echo "$scratch/$spider.jsonl contains new errors"
+    exit 1
+fi
+
+$KC_HOME/.cargo/bin/ocdscardinal indicators \\
+    -s $KC_HOME/bi/settings/$spider.ini \\
+    --map \\
+    $scratch/$spider.out.jsonl \\
+    > $scratch/$spider.json
+
+# This appends to the CSV file, to keep flags consistent over time. Delete it manually if results are incorrect.
+$KC_HOME/bin/manage.py json-to-csv -q $scratch/$spider.json $scratch/$spider.csv
+
+psql -U kingfisher_collect -h localhost -q \\
+    -c "BEGIN" \\
+    -c "DROP TABLE IF EXISTS ${spider}_clean" \\
+    -c "CREATE TABLE ${spider}_clean (data jsonb)" \\
+    -c "\\copy ${spider}_clean (data) FROM stdin CSV QUOTE e'\\x01' DELIMITER e'\\x02'" \\
+    -c "CREATE INDEX idx_${spider}_clean ON ${spider}_clean (cast(data->>'date' as text))" \\
+    -c "END" \\
+    < $scratch/$spider.out.jsonl
+
+psql -U kingfisher_collect -h localhost -q \\
+    -c "BEGIN" \\
+    -c "DROP TABLE IF EXISTS ${spider}_result" \\
+    -f $KC_HOME/bi/sql/${spider}_result.sql \\
+    -c "\\copy ${spider}_result (ocid, subject, code, result, buyer_id, procuring_entity_id, tenderer_id, created_at) FROM stdin DELIMITER ',' CSV HEADER" \\
+    -c "END" \\
+    < $scratch/$spider.csv
 EOF
 }
 
-incremental_crons() {
-  local home=/home/incremental
-  incremental_crawl_script dominican_republic_api 2024-01-01 >"$home/bin/dominican_republic_api.sh"
-  incremental_crawl_script ecuador_sercop_bulk 2024-01-01 >"$home/bin/ecuador_sercop_bulk.sh"
-  chown incremental:incremental "$home"/bin/*.sh
-  chmod 755 "$home"/bin/*.sh
-  runuser -u incremental -- crontab - <<'EOF'
+# Reference data of the cardinal crawls. Salt's CSV files (salt/kingfisher/collect/files/data/)
+# are large; these keep their headers and a few rows of the same shape.
+reference_csv() {
+  case $1 in
+    codelist) printf '%s\n' 'codelist,code,code_es' 'method,open,abierto' 'method,selective,selectivo' 'method,direct,directo' ;;
+    indicator) printf '%s\n' 'code,category,title,description,category_es,title_es,description_es' \
+      'R003,Competition,Short submission period,The submission period is too short.,Competencia,Periodo para recibir ofertas corto,El período para recibir ofertas es muy corto.' \
+      'R018,Competition,Single bid received,Only one tenderer submitted a bid.,Competencia,Una sola oferta recibida,Solo un oferente presentó una oferta.' ;;
+    cpc) printf '%s\n' 'code,description,description_es' '0,"Agriculture, forestry and fishery products","Productos de la agricultura, la silvicultura y la pesca"' '01,"Products of agriculture, horticulture and market gardening","Productos de la agricultura, la horticultura y la jardinería"' ;;
+    unspsc) printf '%s\n' 'code,description,description_es' '10,Live Plant and Animal Material and Accessories and Supplies,"Material Vivo Vegetal y Animal, Accesorios y Suministros"' '11,Mineral and Textile and Inedible Plant and Animal Materials,"Material Mineral, Textil y Vegetal y Animal No Comestible"' ;;
+  esac
+}
+
+# salt/kingfisher/collect/files/sql/<basename>.sql as rendered with path=<bi/sql>/<basename>.csv.
+reference_sql() {
+  local path=$KC_HOME/bi/sql/$1.csv
+  case $1 in
+    codelist) cat <<EOF
+DROP TABLE IF EXISTS codelist;
+
+CREATE TABLE codelist (
+    id serial PRIMARY KEY,
+    codelist text,
+    code text,
+    code_es text,
+    UNIQUE (codelist, code)
+);
+
+COPY codelist (
+    codelist, code, code_es
+) FROM '$path' DELIMITER ',' CSV HEADER;
+EOF
+    ;;
+    indicator) cat <<EOF
+DROP TABLE IF EXISTS indicator;
+
+CREATE TABLE indicator (
+    id serial PRIMARY KEY,
+    code text UNIQUE,
+    category text,
+    title text,
+    description text,
+    category_es text,
+    title_es text,
+    description_es text
+);
+
+COPY indicator (
+    code, category, title, description, category_es, title_es, description_es
+) FROM '$path' DELIMITER ',' CSV HEADER;
+EOF
+    ;;
+    cpc) cat <<EOF
+DROP TABLE IF EXISTS cpc;
+
+CREATE TABLE cpc (
+    id serial PRIMARY KEY,
+    code text UNIQUE, -- leading zeros
+    description text,
+    description_es text
+);
+
+COPY cpc (
+    code, description, description_es
+) FROM '$path' DELIMITER ',' CSV HEADER;
+EOF
+    ;;
+    unspsc) cat <<EOF
+DROP TABLE IF EXISTS unspsc;
+
+CREATE TABLE unspsc (
+    id serial PRIMARY KEY,
+    code integer UNIQUE,
+    description text,
+    description_es text
+);
+
+COPY unspsc (
+    code, description, description_es
+) FROM '$path' DELIMITER ',' CSV HEADER;
+EOF
+    ;;
+    excluded_supplier) cat <<'EOF'
+CREATE TABLE IF NOT EXISTS excluded_supplier (
+    id serial PRIMARY KEY,
+    identifier text UNIQUE -- like "DO-RPE-1542"
+);
+EOF
+    ;;
+  esac
+}
+
+# incremental.sls, the crawls of pillar/kingfisher_main.sls at the commit: DOMINICAN_REPUBLIC
+# (cardinal, users dgcp) daily and MEXICO_NUEVO_LEON daily; salt/cron/ with the pillar's `cron:`
+# for incremental: bin/do_excluded_supplier.sh (salt/cron/files/) daily at 01:<random>.
+salt_incremental() {
+  local b as_kc=(runuser -u incremental --)
+  "${as_kc[@]}" mkdir -p "$KC_HOME/bi/sql" "$KC_HOME/bi/settings" "$KC_HOME/bi/scratch"
+  crawl_script dominican_republic_api 2023-07-13 '-a compile_releases=true -a force_version=1.1 -a ignore_version=true' yes \
+    >"$KC_HOME/bin/dominican_republic_api.sh"
+  crawl_script mexico_nuevo_leon 2025-05-05 '-a compile_releases=true' no >"$KC_HOME/bin/mexico_nuevo_leon.sh"
+  cat >"$KC_HOME/bin/do_excluded_supplier.sh" <<'EOF'
+#!/usr/bin/env bash
+
+set -euo pipefail
+
+# https://datosabiertos.dgcp.gob.do/opendata/tablas
+curl -sSk https://api.dgcp.gob.do/opendata/proveedores/proveedores_inhabilitados.csv |
+    # The first column is the RPE.
+    grep -Eo '^[0-9]+,' |
+    # Sort numerically and uniquely.
+    sort -nu |
+    # Prefix the identifier scheme.
+    sed -E 's/^(.+),$/DO-RPE-\1/' |
+    # Replace the table in a transaction.
+    psql -U kingfisher_collect -h localhost -q -c "BEGIN; DELETE FROM excluded_supplier; COPY excluded_supplier (identifier) FROM stdin; END;"
+EOF
+  chown incremental:incremental "$KC_HOME"/bin/*.sh
+  chmod 755 "$KC_HOME"/bin/*.sh
+  # salt/kingfisher/collect/files/cardinal/dominican_republic_api.ini (its first settings).
+  cat >"$KC_HOME/bi/settings/dominican_republic_api.ini" <<'EOF'
+no_price_comparison_procurement_methods = Sorteo de Obras
+
+[defaults]
+currency = DOP
+item_classification_scheme = UNSPSC
+bid_status = valid
+party_roles = true
+EOF
+  # salt/kingfisher/collect/files/sql/result.sql rendered with spider and users [dgcp].
+  cat >"$KC_HOME/bi/sql/dominican_republic_api_result.sql" <<'EOF'
+CREATE TABLE IF NOT EXISTS dominican_republic_api_result (
+    id serial PRIMARY KEY, -- an auto-incrementing ID that has no semantics
+    ocid text, -- matches /ocid in the compiled release JSON
+    -- the indicator's scope, one of OCID, Buyer, ProcuringEntity, Tenderer
+    subject text,
+    code text, -- the indicator's code
+    result numeric, -- an individual indicator result
+    buyer_id text, -- matches /buyer/id in the JSON
+    procuring_entity_id text, -- matches /tender/procuringEntity/id in the JSON
+    tenderer_id text, -- matches /bids/details[]/tenderers[]/id in the JSON
+    created_at timestamp without time zone -- the time when this row was added
+);
+    GRANT SELECT ON dominican_republic_api_result TO dgcp;
+EOF
+  for b in codelist indicator cpc unspsc; do
+    reference_csv "$b" >"$KC_HOME/bi/sql/$b.csv"
+  done
+  for b in codelist indicator cpc unspsc excluded_supplier; do
+    reference_sql "$b" >"$KC_HOME/bi/sql/$b.sql"
+  done
+  chown -R incremental:incremental "$KC_HOME/bi"
+  # incremental.sls "run <bi/sql>/<basename>.sql", as incremental through .pgpass.
+  for b in codelist indicator cpc unspsc excluded_supplier; do
+    "${as_kc[@]}" psql -X -q -v ON_ERROR_STOP=1 -U kingfisher_collect -h localhost -f "$KC_HOME/bi/sql/$b.sql" kingfisher_collect
+  done
+  "${as_kc[@]}" crontab - <<EOF
 # Lines below here are managed by Salt, do not edit
 MAILTO=sysadmin@open-contracting.org
 # SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_DOMINICAN_REPUBLIC
-15 0 * * * /home/incremental/bin/dominican_republic_api.sh
-# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_ECUADOR
-15 0 1 * * /home/incremental/bin/ecuador_sercop_bulk.sh
+15 0 * * * $KC_HOME/bin/dominican_republic_api.sh
+# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_MEXICO_NUEVO_LEON
+15 0 * * * $KC_HOME/bin/mexico_nuevo_leon.sh
+# SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER
+42 1 * * * $KC_HOME/bin/do_excluded_supplier.sh
 EOF
+}
+
+# What bin/do_excluded_supplier.sh would have loaded (the public list needs the internet): on old
+# the list of its last run; on new, deployed days before, the list of another day.
+excluded_suppliers() {
+  local from=$1 to=$2
+  runuser -u incremental -- psql -X -q -v ON_ERROR_STOP=1 -U kingfisher_collect -h localhost kingfisher_collect \
+    -c "BEGIN; DELETE FROM excluded_supplier; INSERT INTO excluded_supplier (identifier) SELECT 'DO-RPE-' || g FROM generate_series($from, $to) g; END;"
 }
 
 seed_database() {
@@ -229,6 +500,17 @@ SELECT 1 + g % 20, 'ocds-213czf-' || lpad(g::text, 8, '0'), date '2024-01-01' + 
        jsonb_build_object('ocid', 'ocds-213czf-' || g, 'tag', jsonb_build_array('compiled'),
                           'tender', jsonb_build_object('value', g * 10.5, 'currency', 'DOP', 'hash', md5(g::text)))
 FROM generate_series(1, $rows) AS g;
+
+-- What the DOMINICAN_REPUBLIC crawl and its cardinal steps left (bin/dominican_republic_api.sh).
+CREATE TABLE dominican_republic_api (data jsonb);
+INSERT INTO dominican_republic_api (data)
+SELECT jsonb_build_object('ocid', 'ocds-6550wx-' || g, 'date', (date '2024-01-01' + g)::text) FROM generate_series(1, 30) g;
+CREATE TABLE dominican_republic_api_clean (data jsonb);
+INSERT INTO dominican_republic_api_clean SELECT data FROM dominican_republic_api;
+CREATE INDEX idx_dominican_republic_api_clean ON dominican_republic_api_clean (cast(data->>'date' as text));
+\i /home/incremental/bi/sql/dominican_republic_api_result.sql
+INSERT INTO dominican_republic_api_result (ocid, subject, code, result, created_at)
+SELECT 'ocds-6550wx-' || g, 'OCID', 'R003', g % 2, timestamp '2024-06-01' FROM generate_series(1, 30) g;
 
 INSERT INTO file_item (release_id, path, size)
 SELECT g, 'data/dominican_republic_api/' || g || '.json', 100 + g % 900
@@ -311,12 +593,18 @@ start_scrapyd() {
 # docs and web
 
 start_tinyproxy() {
-  # Like production's config (the deploy repository's salt/tinyproxy/files/tinyproxy.conf):
-  # loopback first, then one Allow per admitted address (none yet), CONNECT only to 443 and 563.
+  # salt/tinyproxy/files/tinyproxy.conf as Salt renders it with pillar/tinyproxy.sls (its settings
+  # in its order; the template's explanatory comments are left out). The pillar's allow list at
+  # the commit is the main server of the time (ocp23) and ocp27, each an IPv4 and an IPv6 address
+  # written bare; documentation addresses stand for them here. Jinja (no trim_blocks) leaves a
+  # blank line around each Allow of the loop.
   cat >/etc/tinyproxy/tinyproxy.conf <<'EOF'
 User tinyproxy
 Group tinyproxy
 Port 8888
+#Listen 192.168.0.1
+#Bind 192.168.0.1
+#BindSame yes
 Timeout 600
 DefaultErrorFile "/usr/share/tinyproxy/default.html"
 StatFile "/usr/share/tinyproxy/stats.html"
@@ -324,8 +612,24 @@ Logfile "/var/log/tinyproxy/tinyproxy.log"
 LogLevel Info
 PidFile "/run/tinyproxy/tinyproxy.pid"
 MaxClients 100
+MinSpareServers 5
+MaxSpareServers 20
+StartServers 10
+MaxRequestsPerChild 0
 Allow 127.0.0.1
 Allow ::1
+
+Allow 203.0.113.23
+
+Allow 2001:db8:23::2
+
+Allow 203.0.113.27
+
+Allow 2001:db8:27::2
+
+#Allow 192.168.0.0/16
+#Allow 172.16.0.0/12
+#Allow 10.0.0.0/8
 ViaProxyName "tinyproxy"
 ConnectPort 443
 ConnectPort 563
@@ -370,8 +674,10 @@ case $HOST in
     users
     docker_apps
     salt_crons
-    # Salt manages incremental's crontab on the new server too; no crawl is present yet.
-    runuser -u incremental -- crontab - </dev/null
+    # The runbook deploys the new server before the migration: Salt has installed the same
+    # crawls, cardinal files and reference tables there.
+    salt_incremental
+    excluded_suppliers 1500 1540
     start_scrapyd
     ;;
   old)
@@ -385,7 +691,8 @@ case $HOST in
     users
     docker_apps
     salt_crons
-    incremental_crons
+    salt_incremental
+    excluded_suppliers 1500 1560
     seed_database
     seed_files
     start_scrapyd

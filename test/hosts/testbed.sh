@@ -184,6 +184,11 @@ holder_main() {
   if [[ $h == old || $h == new ]]; then
     # The docker stand-in shadows the machine's docker client (first on PATH: /usr/local/bin).
     mount --bind "$STATE/bin/docker-standin.py" /usr/local/bin/docker
+    # The pgBackRest stand-in, where PostgreSQL's archive_command finds it: pg_ctlcluster starts
+    # the server without PATH, so /bin/sh searches its default path, /usr/local/sbin first. A
+    # tmpfs of this host's own (the machine's /usr/local/sbin is left alone).
+    mount -t tmpfs -o mode=755 tmpfs /usr/local/sbin
+    install -m 755 "$STATE/bin/pgbackrest-standin.py" /usr/local/sbin/pgbackrest
   fi
   # /run is private too, but the state dir stays visible at the same path inside every host
   # (agent socket, scrapyd jobs file), so bind it into the host's /run before mounting that.
@@ -250,6 +255,7 @@ DS_RABBITMQ_PASSWORD=$(secret)
 DS_SCRAPYD_USER=scrapyd
 DS_SCRAPYD_PASSWORD=$(secret)
 DS_SEED_ROWS=${DS_SEED_ROWS:-2000}
+DS_NEW_STANZA=${DS_NEW_STANZA:-kingfisher-ocp23}
 EOF
   umask 022
 }

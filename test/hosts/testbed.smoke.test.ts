@@ -69,6 +69,29 @@ test("old has the seed data", async () => {
   assert.equal(empty.stdout.trim(), "0");
 });
 
+test("old and new as Salt leaves them at deploy afaedf6b: crontabs, reference tables, WAL archiving, tinyproxy.conf", async () => {
+  for (const host of ["old", "new"] as const) {
+    const ids = await run(host, "crontab -l -u incremental | grep '^# SALT_CRON_IDENTIFIER:'; crontab -l -u deployer | grep '^# SALT_CRON_IDENTIFIER:'");
+    assert.deepEqual(ids.stdout.trim().split("\n"), [
+      "# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_DOMINICAN_REPUBLIC",
+      "# SALT_CRON_IDENTIFIER:OCDS_KINGFISHER_COLLECT_MEXICO_NUEVO_LEON",
+      "# SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER",
+      "# SALT_CRON_IDENTIFIER:PELICAN_BACKEND_UPDATE_EXCHANGE_RATES",
+      "# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_STALE_COLLECTIONS",
+      "# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_UNFINISHED_COLLECTIONS",
+      "# SALT_CRON_IDENTIFIER:KINGFISHER_PROCESS_EMPTY_COLLECTIONS",
+    ], host);
+    const tables = await run(host, `psql -XAtq -d kingfisher_collect -c "select (select count(*) from codelist), (select count(*) from indicator), (select count(*) from cpc), (select count(*) from unspsc), (select count(*) from excluded_supplier)"`, { user: "postgres" });
+    assert.equal(tables.stdout, host === "old" ? "3|2|2|2|61\n" : "3|2|2|2|41\n", `${host}: ${tables.stderr}`);
+    const archive = await run(host, "psql -XAtq -c 'show archive_mode' -c 'show archive_command'", { user: "postgres" });
+    assert.equal(archive.stdout, `on\npgbackrest --stanza=${host === "old" ? "kingfisher-2023" : "kingfisher-ocp23"} archive-push %p\n`, host);
+    const uids = await run(host, "id -u deployer; getent passwd collect summarize incremental | cut -d: -f1,6,7");
+    assert.equal(uids.stdout, "1005\ncollect:/home/collect:/bin/bash\nsummarize:/home/summarize:/bin/bash\nincremental:/home/incremental:/bin/bash\n");
+  }
+  const allow = await run("docs", "grep '^Allow ' /etc/tinyproxy/tinyproxy.conf");
+  assert.deepEqual(allow.stdout.trim().split("\n"), ["Allow 127.0.0.1", "Allow ::1", "Allow 203.0.113.23", "Allow 2001:db8:23::2", "Allow 203.0.113.27", "Allow 2001:db8:27::2"]);
+});
+
 test("tinyproxy admits loopback on docs and answers 403 to the outsider", async () => {
   const local = await curl("docs", `-x http://127.0.0.1:8888 ${tb.web.url}`);
   assert.equal(local.code, 0, local.stderr);

@@ -78,10 +78,12 @@ test("desired state, one-off and gates are told apart, with each gate's conditio
     }
     const gates = steps.filter((s) => s.kind === "gate");
     assert.deepEqual(gates.map((g) => [g.name, g.step, g.host?.key]), [
+        ["data-support-halt-wal-archiving-check", 2, "newMain"],
         ["data-support-gates-scrapyd", 3, "operator"],
         ["data-support-gates-rabbitmq", 3, "operator"],
         ["data-support-collect-dns-dns", 5, "operator"],
     ]);
+    assert.match(gates.shift()!.condition!, /does not archive WAL into the old server's pgBackRest stanza/);
     assert.match(gates[0].condition!, /no Scrapyd job of any project \(listprojects\.json, with kingfisher\) is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\) whatever DNS says/);
     assert.match(gates[1].condition!, /every RabbitMQ queue in vhost \/ at https:\/\/rabbitmq\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\), is empty/);
     assert.match(gates[2].condition!, /collect\.kingfisher\.open-contracting\.org resolves.* to 198\.51\.100\.23 only, and any AAAA record to 2001:db8:d5::23/);
