@@ -9,6 +9,7 @@ import { columnsFingerprintSql } from "./fingerprint";
 import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
 import type { TransferCommand } from "./temporaryAccess";
 import { sh, script } from "./shell";
+import { databaseLoadMeter, EXCHANGE_RATES_TABLE, tableBytesCommand, withProgress } from "./progress";
 
 export const EXCHANGE_RATES_COLUMNS = ["valid_on", "rates", "created", "modified"];
 
@@ -22,6 +23,8 @@ export function exchangeRatesTransfers(database: string): TransferCommand[] {
     return [
         { user: "postgres", command: exchangeRatesExport(database) },
         { user: "postgres", command: remoteFingerprintCommand(database, "exchange_rates"), input: columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS) },
+        // The total of the progress lines (components/progress.ts).
+        { user: "postgres", command: tableBytesCommand(database, EXCHANGE_RATES_TABLE) },
     ];
 }
 
@@ -55,9 +58,13 @@ export class ExchangeRatesCopy extends pulumi.ComponentResource {
                     refusal: [`${newMain.hostname}: exchange_rates in ${database} already has`, "row(s) that differ from the old server's; refusing to overwrite them. Empty the table if they are not needed, then run pulumi up again."],
                     subject: "exchange_rates",
                     compared: `exchange_rates (${columns})`,
+                    tables: EXCHANGE_RATES_TABLE,
                     // Committed only if the export finished: the end of data and COMMIT follow it.
                     copy: [
-                        sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${exchangeRatesExport(database)} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
+                        withProgress(
+                            databaseLoadMeter("exchange_rates: loading", database, sh`${access.ssh} ${`postgres@${access.target}`} ${tableBytesCommand(database, EXCHANGE_RATES_TABLE)}`),
+                            sh`{ printf '%s\\n' 'BEGIN;' ${`COPY exchange_rates (${columns}) FROM stdin;`}; ${access.ssh} ${`postgres@${access.target}`} ${exchangeRatesExport(database)} && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d ${database}`,
+                        ),
                     ],
                 }),
                 sh`echo "exchange_rates: $(cut -d'|' -f1 "$fp/new") row(s) copied and verified equal"`,

@@ -15,6 +15,7 @@ import { compareOrFail, TABLES_FINGERPRINT_SQL } from "./fingerprint";
 import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
 import { manifestContent, treeManifest } from "./treeManifest";
 import { sh, script, ShellText } from "./shell";
+import { databaseLoadMeter, filesMeter, tableBytesCommand, treeSize, USER_TABLES, withProgress } from "./progress";
 
 export const INCREMENTAL_CRON_PATTERN = "OCDS_KINGFISHER_COLLECT_[A-Z0-9_]+";
 
@@ -29,6 +30,9 @@ export function incrementalTransfers(a: { user: string; home: string; database: 
             { user: "postgres", command: remoteFingerprintCommand(a.database, "tables"), input: TABLES_FINGERPRINT_SQL },
             // The manifest reads its previous digests on stdin (only a cache: every file is listed).
             ...treesOf(a.home).map((dir) => ({ user: a.user, command: treeManifest(dir).text, passStdin: true })),
+            // The totals of the progress lines (components/progress.ts): bytes of table data, size of the trees.
+            { user: "postgres", command: tableBytesCommand(a.database, USER_TABLES) },
+            { user: a.user, command: treeSize(treesOf(a.home)).text },
         ],
         trees: treesOf(a.home).map((dir) => ({ user: a.user, dir: `${dir}/` })),
     };
@@ -92,6 +96,10 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 `(${dirs.map((dir) => sh`rsync -a ${flags} --rsh=${access.ssh.text} ${`${args.user}@${access.target}:${dir}/`} ${`${dir}/`}`.text).join(" &&\n")})`,
             );
 
+        // Live progress of the transfers: bytes and files on new against old's.
+        const rsyncWithProgress = (what: string, rsync: ShellText): ShellText =>
+            withProgress(filesMeter(what, dirs, sh`${access.ssh} ${`${args.user}@${access.target}`} ${treeSize(dirs).text}`), rsync);
+
         // Both sides' manifests of each tree, computed at the same time, each side reusing the
         // digests of its own previous manifest (kept on the new server) for unchanged files.
         const cache = (side: "old" | "new", i: number) => `${newMain.migrationDir}/manifest-${side}-${i}.jsonl`;
@@ -106,7 +114,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
 
         // Pre-sync while the old server is live: the copy after the halt moves only what changed.
         // The manifests hash every file now, so that after the halt only changed files are hashed.
-        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncAll(["--delete"]), ...dirs.map((_, i) => manifests(i))), {
+        const presync = newMain.oneOff(`${name}-presync`, "presync-incremental-files", script(access.check(args.user), rsyncWithProgress("pre-sync of data/ and logs/", rsyncAll(["--delete"])), ...dirs.map((_, i) => manifests(i))), {
             parent: this,
             dependsOn: [...inherited, access.granted],
         });
@@ -174,14 +182,20 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                     ],
                     subject: db,
                     compared: `tables of ${db}`,
+                    tables: USER_TABLES,
                     copy: [
                         // One transaction that commits only if the whole dump arrived: COMMIT is sent after
                         // pg_dump succeeds. psql --single-transaction would commit a dump cut off between
                         // two tables (or at a row boundary: psql ends a COPY at EOF as if it were complete).
                         // More memory for the index builds of this one session speeds the load up.
-                        // Salt's own tables go in the same transaction: a failed load leaves them in place.
-                        sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; echo ${dropSaltTables}; ${access.ssh} ${`postgres@${access.target}`} ${dumpCommand(db)} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
-                        sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
+                        withProgress(
+                            databaseLoadMeter(`${db}: loading`, db, sh`${access.ssh} ${`postgres@${access.target}`} ${tableBytesCommand(db, USER_TABLES)}`),
+                            script(
+                                // Salt's own tables go in the same transaction: a failed load leaves them in place.
+                                sh`{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; echo ${dropSaltTables}; ${access.ssh} ${`postgres@${access.target}`} ${dumpCommand(db)} && echo 'COMMIT;'; } | ${psqlNew} > /dev/null`,
+                                sh`runuser -u postgres -- psql -X -q -d ${db} -c ANALYZE`,
+                            ),
+                        ),
                     ],
                 }),
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
@@ -194,7 +208,9 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             "copy-incremental-files",
             script(
                 // The key is checked only when rsync fails: the window after the halt stays short.
-                sh`if ! ${rsyncAll(["--delete"])}; then ${access.check(args.user)}; exit 1; fi`,
+                sh`rsync_status=0`,
+                rsyncWithProgress("copy of data/ and logs/", sh`${rsyncAll(["--delete"])} || rsync_status=$?`),
+                sh`if [ "$rsync_status" != 0 ]; then ${access.check(args.user)}; exit 1; fi`,
                 sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
                 // Equal trees: the same paths and types, and for files the same size and sha256 (a
                 // digest from the pre-sync is reused while a file's size and mtime are unchanged).

@@ -9,7 +9,7 @@
 // what must be equal on both sides (`cut -f1-4`); the mtime only keys the reuse of digests.
 import { sh, ShellText } from "./shell";
 
-const PROGRAM = String.raw`import hashlib, json, os, sys
+const PROGRAM = String.raw`import hashlib, json, os, socket, sys, time
 root = os.fsencode(sys.argv[1])
 cache = {}
 for line in sys.stdin.buffer:
@@ -32,15 +32,28 @@ def walk(directory, prefix):
                 s, m = str(st.st_size).encode(), str(st.st_mtime_ns).encode()
                 h = cache.get((p, s, m))
                 if h is None:
-                    digest = hashlib.sha256()
-                    with open(entry.path, "rb") as f:
-                        for block in iter(lambda: f.read(1 << 20), b""):
-                            digest.update(block)
-                    h = digest.hexdigest().encode()
-                out.append((rel, b"f\t%s\t%s\t%s\t%s" % (s, h, p, m)))
+                    todo.append((len(out), entry.path, st.st_size, s, p, m))
+                out.append((rel, b"f\t%s\t%s\t%s\t%s" % (s, h or b"-", p, m)))
             else:
                 out.append((rel, b"o\t0\t-\t%s\t0" % p))
+todo = []
 walk(root, b"")
+# Hash what changed, with a progress line on stderr every 10 s (components/progress.ts).
+total, done, start = sum(t[2] for t in todo), 0, time.monotonic()
+last = start
+for k, (i, path, size, s, p, m) in enumerate(todo):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            done += len(block)
+            now = time.monotonic()
+            if now - last >= 9:
+                last, rate = now, done / (now - start)
+                sys.stderr.write("%s: hashing %s: %d of %d files, %.1f of %.1f MB (%d%%), %.1f MB/s, about %d s left\n" % (
+                    socket.gethostname(), sys.argv[1], k, len(todo), done / 1e6, total / 1e6, 100 * done // max(total, 1), rate / 1e6, (total - done) / max(rate, 1)))
+                sys.stderr.flush()
+    out[i] = (out[i][0], b"f\t%s\t%s\t%s\t%s" % (s, digest.hexdigest().encode(), p, m))
 out.sort()
 sys.stdout.buffer.write(b"".join(line + b"\n" for _, line in out))
 `;

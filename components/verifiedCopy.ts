@@ -5,6 +5,7 @@
 import type { TemporaryAccess } from "./temporaryAccess";
 import { compareOrFail } from "./fingerprint";
 import { sh, script, ShellText } from "./shell";
+import { VERIFY_APPLICATION, verifyMeter, withProgress } from "./progress";
 
 /**
  * The fingerprint query as the old server runs it for the transfer key: psql reading the SQL that
@@ -29,6 +30,8 @@ export interface VerifiedCopyArgs {
     subject: string;
     /** What the fingerprints cover, for a mismatch: "tables of kingfisher_collect". */
     compared: string;
+    /** Which tables the fingerprint reads (SQL over pg_class c, pg_namespace n): the verification's progress total. */
+    tables: string;
     /** The copy (and whatever must follow it before the comparison). */
     copy: ShellText[];
 }
@@ -41,7 +44,7 @@ export function verifiedCopy(args: VerifiedCopyArgs): ShellText {
         sh`fp=$(mktemp -d); trap 'rm -rf "$fp"' EXIT`,
         sh`printf '%s' ${args.fingerprintSql} > "$fp/sql"`,
         // Both sides at once: each server hashes its own rows.
-        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${remoteFingerprintCommand(database, args.fingerprintTag)} < /dev/null > "$fp/old" & old=$!; runuser -u postgres -- ${psql} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
+        sh`fingerprints() { ${access.ssh} ${`postgres@${access.target}`} ${remoteFingerprintCommand(database, args.fingerprintTag)} < /dev/null > "$fp/old" & old=$!; runuser -u postgres -- env ${`PGAPPNAME=${VERIFY_APPLICATION}`} ${psql} < "$fp/sql" > "$fp/new"; wait "$old"; }`,
         sh`held=$(${args.held})`,
         sh`if [ "$held" != 0 ]; then
   fingerprints
@@ -49,7 +52,7 @@ export function verifiedCopy(args: VerifiedCopyArgs): ShellText {
   echo ${args.refusal[0]} "$held" ${args.refusal[1]} >&2; exit 1
 fi`,
         ...args.copy,
-        sh`fingerprints`,
+        withProgress(verifyMeter(`${args.subject}: verifying (new server)`, database, args.tables), sh`fingerprints`),
         compareOrFail(sh`"$fp/old"`, sh`"$fp/new"`, args.compared),
     );
 }

@@ -48,7 +48,8 @@ export class Harness {
     /** Like apply, while the test goes on (to inject a fault while a step runs). */
     applyInBackground(config: Record<string, unknown>, options: ApplyOptions = {}, onEvent?: (event: ApplyEvent) => void): Promise<ApplyResult> {
         const { argv, resultPath } = this.prepare(config, options);
-        const child = spawn(process.execPath, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+        // options.signal: an aborted run ends its process (the rehearsal's Ctrl-C).
+        const child = spawn(process.execPath, argv, { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], signal: options.signal });
         let output = "";
         let pending = "";
         child.stdout.on("data", (d) => {
@@ -64,7 +65,7 @@ export class Harness {
         });
         child.stderr.on("data", (d) => (output += d));
         return new Promise((resolve, reject) => {
-            child.on("error", reject);
+            child.on("error", (error) => (options.signal?.aborted ? undefined : reject(error)));
             child.on("close", (code) => {
                 try {
                     resolve(this.collect(resultPath, code, output));
@@ -108,6 +109,8 @@ export interface ApplyOptions {
     /** `pulumi up --replace <urn>`: these URNs are replaced whatever their diff says. */
     replace?: string[];
     stackOutputs?: ApplyRequest["stackOutputs"];
+    /** applyInBackground only: aborting it kills the run (as Ctrl-C stops pulumi up). */
+    signal?: AbortSignal;
 }
 
 /** Throws with the failing step's record (host, command, output) when the apply failed. */
