@@ -23,6 +23,12 @@ export interface Step {
     script: string;
     /** What arrives on stdin; none when undefined (stdin is /dev/null). */
     stdin?: string;
+    /**
+     * Stdin is an earlier step's stdout, as the provider hands one command's stdout to another:
+     * with its one final newline removed (pulumi-command 1.2.1, provider/pkg/provider/remote/
+     * commandOutputs.go: strings.TrimSuffix(stdout, "\n")), unless `keepNewline`.
+     */
+    stdinFrom?: { step: number; keepNewline?: boolean };
 }
 
 export interface StepResult {
@@ -124,7 +130,12 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
             "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8",
             "cd /",
             "set +e",
-            ...steps.map((step, i) => `bash -c "$(cat ${work}/step${i}.sh)" < ${step.stdin === undefined ? "/dev/null" : `${work}/step${i}.in`} > ${work}/step${i}.out 2> ${work}/step${i}.err; echo $? > ${work}/step${i}.code`),
+            ...steps.map((step, i) => {
+                const from = step.stdinFrom;
+                const feed = from ? (from.keepNewline ? `cp ${work}/step${from.step}.out ${work}/step${i}.in; ` : `sed -z '$ s/\\n$//' ${work}/step${from.step}.out > ${work}/step${i}.in; `) : "";
+                const input = step.stdin === undefined && !from ? "/dev/null" : `${work}/step${i}.in`;
+                return `${feed}bash -c "$(cat ${work}/step${i}.sh)" < ${input} > ${work}/step${i}.out 2> ${work}/step${i}.err; echo $? > ${work}/step${i}.code`;
+            }),
         ].join("\n");
         fs.writeFileSync(path.join(work, "driver.sh"), driver);
         const result = spawnSync("unshare", ["--mount", "--pid", "--net", "--fork", "--mount-proc", "bash", path.join(work, "driver.sh")], { encoding: "utf8", timeout: 120_000 });
