@@ -66,7 +66,7 @@ test("stopping the old server's crons ends the incremental user's crawl processe
                     "setsid -f /bin/sh /home/incremental/bin/ecuador_sercop_bulk.sh",
                     "runuser -u incremental -- setsid -f sleep 1001",
                     "count() { ps -eo args= | grep -cE '[e]cuador_sercop_bulk|[s]leep 1001'; }",
-                    "for _ in $(seq 50); do [ \"$(count)\" = 4 ] && break; sleep 0.1; done; count",
+                    "for _ in $(seq 600); do [ \"$(count)\" = 4 ] && break; sleep 0.1; done; count",
                 ].join("\n"),
             },
             { script: stop.create },

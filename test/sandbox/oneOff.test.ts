@@ -101,7 +101,7 @@ test("a one-off step still running from an earlier run is waited for, then not r
                     "cat > /run/step.sh",
                     "bash /run/step.sh > /run/out 2> /run/err & step=$!",
                     // Wait until the step says it waits, then look: nothing ran, no marker yet.
-                    "for _ in $(seq 100); do grep -q waiting /run/err && break; sleep 0.1; done",
+                    "for _ in $(seq 600); do grep -q waiting /run/err && break; sleep 0.1; done",
                     `echo "waiting: $(cat /run/err)"; ls ${DIR}`,
                     "echo go > /run/release; wait $step; echo \"exit $?\"; cat /run/out",
                 ].join("\n"),

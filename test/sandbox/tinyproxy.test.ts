@@ -66,7 +66,7 @@ test("the program sends the config and the guard written out here", { skip }, ()
 const ADDRESSES: Step = { script: "ip addr add 198.51.100.23/32 dev lo; ip addr add 198.51.100.99/32 dev lo; ip addr add 2001:db8:d5::23/128 dev lo nodad; ip addr add 2001:db8:d5::99/128 dev lo nodad" };
 /** The HTTP status (000: no answer) of a request through the proxy from `source` to `proxy`. */
 const through = (source: string, proxy: string): Step => ({
-    script: `curl -s -o /dev/null -w '%{http_code}\\n' --max-time 10 --interface ${source} -x http://${proxy}:8888 http://upstream.invalid/ || true`,
+    script: `curl -s -o /dev/null -w '%{http_code}\\n' --max-time 60 --interface ${source} -x http://${proxy}:8888 http://upstream.invalid/ || true`,
 });
 
 test("guard, then config: the real tinyproxy admits the listed clients; outsiders get 403 (IPv4) or a reset (IPv6)", { skip }, () => {
