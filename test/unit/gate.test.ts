@@ -1,7 +1,7 @@
 // The gates (scripts/gate.mjs) against a local HTTP server on 127.0.0.1 that answers as Scrapyd or
 // RabbitMQ would, or does not: every way a gate must fail closed, with its message, and the
 // requests it makes (path, query, basic auth). Expected messages are written out.
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import * as http from "node:http";
@@ -19,27 +19,46 @@ interface Answer {
     /** Never answer (the gate's time-out). */
     hang?: boolean;
 }
-let answer: (url: string) => Answer = () => ({ status: 500 });
-const requests: { url: string; authorization?: string }[] = [];
+interface Endpoint {
+    /** The base URL the gate is given: one path prefix per test, so tests run side by side. */
+    base: string;
+    /** What the gate asked for, the prefix taken off. */
+    requests: { url: string; authorization?: string }[];
+}
+const endpoints = new Map<string, { answer: (url: string) => Answer; requests: Endpoint["requests"] }>();
 let server: http.Server;
-let base = "";
+let origin = "";
 
 before(async () => {
     server = http.createServer((req, res) => {
-        requests.push({ url: req.url ?? "", authorization: req.headers.authorization });
-        const a = answer(req.url ?? "");
+        const [, id, ...rest] = (req.url ?? "").split("/");
+        const endpoint = endpoints.get(id);
+        const url = `/${rest.join("/")}`;
+        endpoint?.requests.push({ url, authorization: req.headers.authorization });
+        const a = endpoint ? endpoint.answer(url) : { status: 404 };
         if (a.hang) return; // left open until the server closes
         res.writeHead(a.status ?? 200, { "content-type": "application/json" });
         res.end(a.body ?? "");
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
 after(() => {
     server.closeAllConnections();
     server.close();
 });
+
+function endpoint(answer: (url: string) => Answer): Endpoint {
+    const id = `t${endpoints.size}`;
+    const requests: Endpoint["requests"] = [];
+    endpoints.set(id, { answer, requests });
+    return { base: `${origin}/${id}`, requests };
+}
+
+function serve(body: unknown, status = 200): Endpoint {
+    return endpoint(() => ({ status, body: typeof body === "string" ? body : JSON.stringify(body) }));
+}
 
 function gate(args: string[], stdin = CREDENTIALS): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
@@ -50,196 +69,196 @@ function gate(args: string[], stdin = CREDENTIALS): Promise<{ code: number; stdo
     });
 }
 
-function serve(body: unknown, status = 200) {
-    answer = () => ({ status, body: typeof body === "string" ? body : JSON.stringify(body) });
-    requests.length = 0;
-}
 
-const JOBS_URL = () => `${base}/listjobs.json?project=kingfisher`;
+const JOBS_URL = (base: string) => `${base}/listjobs.json?project=kingfisher`;
 
-test("scrapyd: no job running or pending passes; the request names the project and carries the credentials", async () => {
-    serve({ status: "ok", pending: [], running: [], finished: [{ id: "old", spider: "x" }] });
-    const r = await gate(["scrapyd", `${base}/`, "kingfisher"]);
-    assert.deepEqual(r, { code: 0, stdout: "Scrapyd gate: no crawl of project kingfisher is running or pending.\n", stderr: "" });
-    assert.deepEqual(requests, [{ url: "/listjobs.json?project=kingfisher", authorization: AUTH }]);
-});
+// The tests run side by side (each spawns node): one endpoint each, no shared state.
+describe("gates", { concurrency: 4 }, () => {
 
-test("scrapyd: a running job fails the gate, naming it and how to cancel it", async () => {
-    serve({ status: "ok", pending: [], running: [{ id: "j1", spider: "ecuador_sercop_bulk", start_time: "2026-11-30 10:00:00" }], finished: [] });
-    const r = await gate(["scrapyd", base, "kingfisher"]);
-    assert.equal(r.code, 1);
-    assert.equal(
-        r.stderr,
-        `Scrapyd gate: 1 crawl(s) of project kingfisher are running or pending at ${base}:\n` +
-            "  - running: spider ecuador_sercop_bulk, job j1, since 2026-11-30 10:00:00\n" +
-            `Wait for them to finish, or have their owners cancel them (${base}/jobs, or curl -u USER ${base}/cancel.json -d project=kingfisher -d job=JOB_ID), then run pulumi up again.\n`,
-    );
-});
+    test("scrapyd: no job running or pending passes; the request names the project and carries the credentials", async () => {
+        const { base, requests } = serve({ status: "ok", pending: [], running: [], finished: [{ id: "old", spider: "x" }] });
+        const r = await gate(["scrapyd", `${base}/`, "kingfisher"]);
+        assert.deepEqual(r, { code: 0, stdout: "Scrapyd gate: no crawl of project kingfisher is running or pending.\n", stderr: "" });
+        assert.deepEqual(requests, [{ url: "/listjobs.json?project=kingfisher", authorization: AUTH }]);
+    });
 
-test("scrapyd: a pending job alone fails the gate", async () => {
-    serve({ status: "ok", pending: [{ id: "j2", spider: "moldova" }], running: [], finished: [] });
-    const r = await gate(["scrapyd", base, "kingfisher"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /^Scrapyd gate: 1 crawl\(s\) of project kingfisher are running or pending at .*:\n {2}- pending: spider moldova, job j2\n/);
-});
-
-test("scrapyd: running and pending are both listed; a job without spider or id still counts", async () => {
-    serve({ status: "ok", pending: [{}], running: [{ id: "j3", spider: "a" }], finished: [] });
-    const r = await gate(["scrapyd", base, "kingfisher"]);
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /2 crawl\(s\) of project kingfisher.*\n {2}- running: spider a, job j3\n {2}- pending: spider \?, job \?\n/);
-});
-
-test("scrapyd: the gate asks about its own project; jobs of another project do not hold it", async () => {
-    answer = (url) =>
-        url.includes("project=other")
-            ? { body: JSON.stringify({ status: "ok", pending: [], running: [{ id: "o1", spider: "s" }], finished: [] }) }
-            : { body: JSON.stringify({ status: "ok", pending: [], running: [], finished: [] }) };
-    requests.length = 0;
-    assert.equal((await gate(["scrapyd", base, "kingfisher"])).code, 0);
-    assert.equal((await gate(["scrapyd", base, "other"])).code, 1);
-    assert.deepEqual(
-        requests.map((q) => q.url),
-        ["/listjobs.json?project=kingfisher", "/listjobs.json?project=other"],
-    );
-});
-
-for (const [what, body] of [
-    ["status error", { status: "error", message: "project not found" }],
-    ["no pending list", { status: "ok", running: [] }],
-    ["no running list", { status: "ok", pending: [] }],
-    ["pending not a list", { status: "ok", pending: 0, running: [] }],
-    ["a list, not an object", []],
-] as const) {
-    test(`scrapyd: an answer without the job lists (${what}) fails closed`, async () => {
-        serve(body);
+    test("scrapyd: a running job fails the gate, naming it and how to cancel it", async () => {
+        const { base } = serve({ status: "ok", pending: [], running: [{ id: "j1", spider: "ecuador_sercop_bulk", start_time: "2026-11-30 10:00:00" }], finished: [] });
         const r = await gate(["scrapyd", base, "kingfisher"]);
         assert.equal(r.code, 1);
-        assert.equal(r.stderr, `Scrapyd gate: ${JOBS_URL()} answered ${JSON.stringify(body)}; without the job lists the gate fails closed.\n`);
+        assert.equal(
+            r.stderr,
+            `Scrapyd gate: 1 crawl(s) of project kingfisher are running or pending at ${base}:\n` +
+                "  - running: spider ecuador_sercop_bulk, job j1, since 2026-11-30 10:00:00\n" +
+                `Wait for them to finish, or have their owners cancel them (${base}/jobs, or curl -u USER ${base}/cancel.json -d project=kingfisher -d job=JOB_ID), then run pulumi up again.\n`,
+        );
     });
-}
 
-const RABBIT_URL = () => `${base}/api/queues/%2F?disable_stats=true&enable_queue_totals=true`;
+    test("scrapyd: a pending job alone fails the gate", async () => {
+        const { base } = serve({ status: "ok", pending: [{ id: "j2", spider: "moldova" }], running: [], finished: [] });
+        const r = await gate(["scrapyd", base, "kingfisher"]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /^Scrapyd gate: 1 crawl\(s\) of project kingfisher are running or pending at .*:\n {2}- pending: spider moldova, job j2\n/);
+    });
 
-test("rabbitmq: every queue empty passes; counts are asked of the queues themselves (no stats)", async () => {
-    serve([{ name: "a", messages: 0 }, { name: "b", messages: 0 }]);
-    const r = await gate(["rabbitmq", base, "/"]);
-    assert.deepEqual(r, { code: 0, stdout: "RabbitMQ gate: 2 queue(s) in vhost /, all empty.\n", stderr: "" });
-    assert.deepEqual(requests, [{ url: "/api/queues/%2F?disable_stats=true&enable_queue_totals=true", authorization: AUTH }]);
-});
+    test("scrapyd: running and pending are both listed; a job without spider or id still counts", async () => {
+        const { base } = serve({ status: "ok", pending: [{}], running: [{ id: "j3", spider: "a" }], finished: [] });
+        const r = await gate(["scrapyd", base, "kingfisher"]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /2 crawl\(s\) of project kingfisher.*\n {2}- running: spider a, job j3\n {2}- pending: spider \?, job \?\n/);
+    });
 
-test("rabbitmq: no queue at all passes", async () => {
-    serve([]);
-    const r = await gate(["rabbitmq", base, "kingfisher vhost"]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, "RabbitMQ gate: 0 queue(s) in vhost kingfisher vhost, all empty.\n");
-    assert.equal(requests[0].url, "/api/queues/kingfisher%20vhost?disable_stats=true&enable_queue_totals=true");
-});
+    test("scrapyd: the gate asks about its own project; jobs of another project do not hold it", async () => {
+        const { base, requests } = endpoint((url) =>
+            url.includes("project=other")
+                ? { body: JSON.stringify({ status: "ok", pending: [], running: [{ id: "o1", spider: "s" }], finished: [] }) }
+                : { body: JSON.stringify({ status: "ok", pending: [], running: [], finished: [] }) },
+        );
+        assert.equal((await gate(["scrapyd", base, "kingfisher"])).code, 0);
+        assert.equal((await gate(["scrapyd", base, "other"])).code, 1);
+        assert.deepEqual(
+            requests.map((q) => q.url),
+            ["/listjobs.json?project=kingfisher", "/listjobs.json?project=other"],
+        );
+    });
 
-const RABBIT_ADVICE =
-    "A Kingfisher Process job is still working. Wait for it, or have its owner cancel it (python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.\n";
+    for (const [what, body] of [
+        ["status error", { status: "error", message: "project not found" }],
+        ["no pending list", { status: "ok", running: [] }],
+        ["no running list", { status: "ok", pending: [] }],
+        ["pending not a list", { status: "ok", pending: 0, running: [] }],
+        ["a list, not an object", []],
+    ] as const) {
+        test(`scrapyd: an answer without the job lists (${what}) fails closed`, async () => {
+            const { base } = serve(body);
+            const r = await gate(["scrapyd", base, "kingfisher"]);
+            assert.equal(r.code, 1);
+            assert.equal(r.stderr, `Scrapyd gate: ${JOBS_URL(base)} answered ${JSON.stringify(body)}; without the job lists the gate fails closed.\n`);
+        });
+    }
 
-test("rabbitmq: a queue with messages fails the gate, naming it", async () => {
-    serve([{ name: "a", messages: 0 }, { name: "process_file", messages: 3 }]);
-    const r = await gate(["rabbitmq", base, "/"]);
-    assert.equal(r.code, 1);
-    assert.equal(r.stderr, `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - process_file: 3 message(s)\n${RABBIT_ADVICE}`);
-});
+    const RABBIT_URL = (base: string) => `${base}/api/queues/%2F?disable_stats=true&enable_queue_totals=true`;
 
-for (const [what, queue] of [
-    ["missing", { name: "fresh" }],
-    ["null", { name: "fresh", messages: null }],
-    ["a string", { name: "fresh", messages: "0" }],
-] as const) {
-    test(`rabbitmq: a queue whose count is ${what} is unknown, and unknown fails closed`, async () => {
-        serve([{ name: "a", messages: 0 }, queue]);
+    test("rabbitmq: every queue empty passes; counts are asked of the queues themselves (no stats)", async () => {
+        const { base, requests } = serve([{ name: "a", messages: 0 }, { name: "b", messages: 0 }]);
+        const r = await gate(["rabbitmq", base, "/"]);
+        assert.deepEqual(r, { code: 0, stdout: "RabbitMQ gate: 2 queue(s) in vhost /, all empty.\n", stderr: "" });
+        assert.deepEqual(requests, [{ url: "/api/queues/%2F?disable_stats=true&enable_queue_totals=true", authorization: AUTH }]);
+    });
+
+    test("rabbitmq: no queue at all passes", async () => {
+        const { base, requests } = serve([]);
+        const r = await gate(["rabbitmq", base, "kingfisher vhost"]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, "RabbitMQ gate: 0 queue(s) in vhost kingfisher vhost, all empty.\n");
+        assert.equal(requests[0].url, "/api/queues/kingfisher%20vhost?disable_stats=true&enable_queue_totals=true");
+    });
+
+    const RABBIT_ADVICE =
+        "A Kingfisher Process job is still working. Wait for it, or have its owner cancel it (python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.\n";
+
+    test("rabbitmq: a queue with messages fails the gate, naming it", async () => {
+        const { base } = serve([{ name: "a", messages: 0 }, { name: "process_file", messages: 3 }]);
         const r = await gate(["rabbitmq", base, "/"]);
         assert.equal(r.code, 1);
-        assert.equal(r.stderr, `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - fresh: message count unknown (counted as busy)\n${RABBIT_ADVICE}`);
+        assert.equal(r.stderr, `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - process_file: 3 message(s)\n${RABBIT_ADVICE}`);
     });
-}
 
-test("rabbitmq: an answer that is not a list of queues fails closed", async () => {
-    serve({ error: "Object Not Found", reason: "Not Found" });
-    const r = await gate(["rabbitmq", base, "/"]);
-    assert.equal(r.code, 1);
-    assert.equal(r.stderr, `RabbitMQ gate: ${RABBIT_URL()} did not answer a list of queues; the gate fails closed.\n`);
-});
+    for (const [what, queue] of [
+        ["missing", { name: "fresh" }],
+        ["null", { name: "fresh", messages: null }],
+        ["a string", { name: "fresh", messages: "0" }],
+    ] as const) {
+        test(`rabbitmq: a queue whose count is ${what} is unknown, and unknown fails closed`, async () => {
+            const { base } = serve([{ name: "a", messages: 0 }, queue]);
+            const r = await gate(["rabbitmq", base, "/"]);
+            assert.equal(r.code, 1);
+            assert.equal(r.stderr, `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - fresh: message count unknown (counted as busy)\n${RABBIT_ADVICE}`);
+        });
+    }
 
-for (const [kind, url] of [
-    ["scrapyd", JOBS_URL],
-    ["rabbitmq", RABBIT_URL],
-] as const) {
-    const what = kind === "scrapyd" ? "Scrapyd" : "RabbitMQ";
-    const arg = kind === "scrapyd" ? "kingfisher" : "/";
-    test(`${kind}: malformed JSON fails closed`, async () => {
-        serve('{"status": "ok", "pending": [');
-        const r = await gate([kind, base, arg]);
+    test("rabbitmq: an answer that is not a list of queues fails closed", async () => {
+        const { base } = serve({ error: "Object Not Found", reason: "Not Found" });
+        const r = await gate(["rabbitmq", base, "/"]);
         assert.equal(r.code, 1);
-        assert.equal(r.stderr, `${what} gate: ${url()} did not answer JSON; the gate cannot tell what is running, so it stops here.\n`);
+        assert.equal(r.stderr, `RabbitMQ gate: ${RABBIT_URL(base)} did not answer a list of queues; the gate fails closed.\n`);
     });
-    for (const status of [401, 403]) {
-        test(`${kind}: HTTP ${status} says the credentials were refused`, async () => {
-            serve("{}", status);
+
+    for (const [kind, url] of [
+        ["scrapyd", JOBS_URL],
+        ["rabbitmq", RABBIT_URL],
+    ] as const) {
+        const what = kind === "scrapyd" ? "Scrapyd" : "RabbitMQ";
+        const arg = kind === "scrapyd" ? "kingfisher" : "/";
+        test(`${kind}: malformed JSON fails closed`, async () => {
+            const { base } = serve('{"status": "ok", "pending": [');
             const r = await gate([kind, base, arg]);
             assert.equal(r.code, 1);
-            assert.equal(r.stderr, `${what} gate: ${url()} refused the credentials (HTTP ${status}). Set the right username and password in config (pulumi config set --secret --path ...).\n`);
+            assert.equal(r.stderr, `${what} gate: ${url(base)} did not answer JSON; the gate cannot tell what is running, so it stops here.\n`);
         });
-    }
-    for (const status of [500, 404, 302]) {
-        test(`${kind}: HTTP ${status} fails closed`, async () => {
-            serve('{"status": "ok", "pending": [], "running": []}', status);
+        for (const status of [401, 403]) {
+            test(`${kind}: HTTP ${status} says the credentials were refused`, async () => {
+                const { base } = serve("{}", status);
+                const r = await gate([kind, base, arg]);
+                assert.equal(r.code, 1);
+                assert.equal(r.stderr, `${what} gate: ${url(base)} refused the credentials (HTTP ${status}). Set the right username and password in config (pulumi config set --secret --path ...).\n`);
+            });
+        }
+        for (const status of [500, 404, 302]) {
+            test(`${kind}: HTTP ${status} fails closed`, async () => {
+                const { base } = serve('{"status": "ok", "pending": [], "running": []}', status);
+                const r = await gate([kind, base, arg]);
+                assert.equal(r.code, 1);
+                assert.equal(r.stderr, `${what} gate: ${url(base)} answered HTTP ${status}; the gate cannot tell what is running, so it stops here.\n`);
+            });
+        }
+        test(`${kind}: a service that does not answer in time fails the gate`, async () => {
+            const { base } = endpoint(() => ({ hang: true }));
             const r = await gate([kind, base, arg]);
             assert.equal(r.code, 1);
-            assert.equal(r.stderr, `${what} gate: ${url()} answered HTTP ${status}; the gate cannot tell what is running, so it stops here.\n`);
+            assert.equal(r.stderr, `${what} gate: cannot reach ${url(base)}: The operation was aborted due to timeout. Check the URL in config and that the service is up, then run pulumi up again.\n`);
         });
-    }
-    test(`${kind}: a service that does not answer in time fails the gate`, async () => {
-        answer = () => ({ hang: true });
-        const r = await gate([kind, base, arg]);
-        assert.equal(r.code, 1);
-        assert.equal(r.stderr, `${what} gate: cannot reach ${url()}: The operation was aborted due to timeout. Check the URL in config and that the service is up, then run pulumi up again.\n`);
-    });
-    test(`${kind}: a service that refuses the connection fails the gate`, async () => {
-        // A port just freed: nothing listens there.
-        const probe = http.createServer();
-        await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-        const port = (probe.address() as AddressInfo).port;
-        await new Promise((resolve) => probe.close(resolve));
-        const r = await gate([kind, `http://127.0.0.1:${port}`, arg]);
-        assert.equal(r.code, 1);
-        assert.match(r.stderr, new RegExp(`^${what} gate: cannot reach http://127\\.0\\.0\\.1:${port}/.*: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\. Check the URL`));
-    });
-    for (const stdin of ["", "not json", '{"username": "u"}', '{"username": "u", "password": 5}', "null"]) {
-        test(`${kind}: credentials ${JSON.stringify(stdin)} on stdin are refused before any request`, async () => {
-            serve([]);
-            const r = await gate([kind, base, arg], stdin);
+        test(`${kind}: a service that refuses the connection fails the gate`, async () => {
+            // A port just freed: nothing listens there.
+            const probe = http.createServer();
+            await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+            const port = (probe.address() as AddressInfo).port;
+            await new Promise((resolve) => probe.close(resolve));
+            const r = await gate([kind, `http://127.0.0.1:${port}`, arg]);
             assert.equal(r.code, 1);
-            assert.equal(r.stderr, 'gate: expected {"username","password"} as JSON on stdin\n');
-            assert.deepEqual(requests, []);
+            assert.match(r.stderr, new RegExp(`^${what} gate: cannot reach http://127\\.0\\.0\\.1:${port}/.*: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\. Check the URL`));
         });
+        for (const stdin of ["", "not json", '{"username": "u"}', '{"username": "u", "password": 5}', "null"]) {
+            test(`${kind}: credentials ${JSON.stringify(stdin)} on stdin are refused before any request`, async () => {
+                const { base, requests } = serve([]);
+                const r = await gate([kind, base, arg], stdin);
+                assert.equal(r.code, 1);
+                assert.equal(r.stderr, 'gate: expected {"username","password"} as JSON on stdin\n');
+                assert.deepEqual(requests, []);
+            });
+        }
     }
-}
 
-test("an unknown gate, or none, prints the usage", async () => {
-    for (const args of [[], ["ftp", base]]) {
-        const r = await gate(args);
-        assert.equal(r.code, 1);
-        assert.equal(r.stderr, "usage: gate.mjs scrapyd|rabbitmq|dns ...\n");
-    }
-});
+    test("an unknown gate, or none, prints the usage", async () => {
+        for (const args of [[], ["ftp", "http://127.0.0.1:9"]]) {
+            const r = await gate(args);
+            assert.equal(r.code, 1);
+            assert.equal(r.stderr, "usage: gate.mjs scrapyd|rabbitmq|dns ...\n");
+        }
+    });
 
-test("dns: the name must resolve to the new server's addresses only (here: localhost from /etc/hosts)", async () => {
-    // localhost resolves here (/etc/hosts) to 127.0.0.1, and to ::1 where the hosts file says so.
-    const found = await (await import("node:dns/promises")).lookup("localhost", { all: true, verbatim: true });
-    const v6 = found.some((a) => a.family === 6);
-    const ok = await gate(v6 ? ["dns", "localhost", "127.0.0.1", "0:0:0:0:0:0:0:1"] : ["dns", "localhost", "127.0.0.1"], "");
-    assert.equal(ok.code, 0, ok.stderr);
-    assert.equal(ok.stdout, `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}.\n`);
-    const wrong = await gate(["dns", "localhost", "127.0.0.2", "2001:db8::23"], "");
-    assert.equal(wrong.code, 1);
-    assert.equal(
-        wrong.stderr,
-        `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}, not only to the new server (127.0.0.2, 2001:db8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n`,
-    );
+    test("dns: the name must resolve to the new server's addresses only (here: localhost from /etc/hosts)", async () => {
+        // localhost resolves here (/etc/hosts) to 127.0.0.1, and to ::1 where the hosts file says so.
+        const found = await (await import("node:dns/promises")).lookup("localhost", { all: true, verbatim: true });
+        const v6 = found.some((a) => a.family === 6);
+        const ok = await gate(v6 ? ["dns", "localhost", "127.0.0.1", "0:0:0:0:0:0:0:1"] : ["dns", "localhost", "127.0.0.1"], "");
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.equal(ok.stdout, `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}.\n`);
+        const wrong = await gate(["dns", "localhost", "127.0.0.2", "2001:db8::23"], "");
+        assert.equal(wrong.code, 1);
+        assert.equal(
+            wrong.stderr,
+            `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}, not only to the new server (127.0.0.2, 2001:db8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n`,
+        );
+    });
 });
