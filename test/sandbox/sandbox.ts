@@ -39,7 +39,7 @@ export interface StepResult {
 
 export interface SandboxOptions {
     users?: SandboxUser[];
-    /** Directories that get an empty tmpfs (they must exist on this machine). */
+    /** More directories that get an empty tmpfs. */
     tmpfs?: string[];
     /** Files to create before the steps: path -> content (parents are created; mode 0644, root). */
     files?: Record<string, string>;
@@ -57,7 +57,7 @@ export interface SandboxRun {
 export function canSandbox(): string {
     if (process.platform !== "linux") return "the sandbox needs Linux namespaces";
     if (process.getuid?.() !== 0) return "the sandbox needs root (unshare, mount); CI runs as root";
-    for (const tool of ["unshare", "crontab", "flock", "nft", "tinyproxy", "ss", "ssh-keygen", "runuser"]) {
+    for (const tool of ["unshare", "crontab", "flock", "nft", "tinyproxy", "ss", "ssh-keygen", "runuser", "ip", "curl", "dash"]) {
         if (spawnSync("sh", ["-c", `command -v ${tool}`], { env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" } }).status !== 0) {
             return `${tool} is not installed (see .ci/run)`;
         }
@@ -113,7 +113,9 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
             "set -eu",
             // No mount made here may reach the real root (unshare --mount makes them private too).
             "mount --make-rprivate /",
-            ...tmpfs.map((p) => `mount -t tmpfs -o mode=0755 sandbox '${p}'`),
+            // A mount point missing here (say /etc/systemd/system on a machine without systemd) is
+            // made empty first: the one trace a run leaves outside the work directory.
+            ...tmpfs.map((p) => `[ -d '${p}' ] || mkdir -p '${p}'; mount -t tmpfs -o mode=0755 sandbox '${p}'`),
             `cp ${standIns}/* /usr/local/bin/`,
             ...["passwd", "group", "shadow"].map((f) => `cp /etc/${f} ${work}/${f}`),
             ...users.flatMap((u) => [
