@@ -45,6 +45,8 @@ export interface SandboxOptions {
     files?: Record<string, string>;
     /** `service` is a recording stand-in that fails (exit 1) instead of starting the real service. */
     serviceFails?: boolean;
+    /** A private /etc/hosts: what names resolve to in the sandbox (it has no network, so no DNS). */
+    hosts?: string;
 }
 
 export interface SandboxRun {
@@ -101,6 +103,7 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
             fs.writeFileSync(path.join(work, `step${i}.sh`), step.script);
             if (step.stdin !== undefined) fs.writeFileSync(path.join(work, `step${i}.in`), step.stdin);
         });
+        if (options.hosts !== undefined) fs.writeFileSync(path.join(work, "hosts"), options.hosts);
         const files = path.join(work, "files");
         fs.mkdirSync(files);
         const fileLines = Object.entries(options.files ?? {}).map(([target, content], i) => {
@@ -124,6 +127,7 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
                 `echo '${u.name}:*:20000:0:99999:7:::' >> ${work}/shadow`,
             ]),
             ...["passwd", "group", "shadow"].map((f) => `mount --bind ${work}/${f} /etc/${f}`),
+            ...(options.hosts === undefined ? [] : [`mount --bind ${work}/hosts /etc/hosts`]),
             ...users.map((u) => `mkdir -p '${u.home}' && chown ${u.uid}:${u.uid} '${u.home}'`),
             "mkdir -p /var/spool/cron/crontabs && chown root:crontab /var/spool/cron/crontabs && chmod 1730 /var/spool/cron/crontabs",
             "mkdir -p /var/lib/postgresql && chown postgres:postgres /var/lib/postgresql",

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { canSandbox, runInSandbox } from "../sandbox/sandbox";
 
 const GATE = path.resolve(__dirname, "../../scripts/gate.mjs");
 const CREDENTIALS = JSON.stringify({ username: "scrape", password: "pa:ss wörd" });
@@ -247,19 +248,50 @@ describe("gates", { concurrency: 4 }, () => {
             assert.equal(r.stderr, "usage: gate.mjs scrapyd|rabbitmq|dns ...\n");
         }
     });
+});
 
-    test("dns: the name must resolve to the new server's addresses only (here: localhost from /etc/hosts)", async () => {
-        // localhost resolves here (/etc/hosts) to 127.0.0.1, and to ::1 where the hosts file says so.
-        const found = await (await import("node:dns/promises")).lookup("localhost", { all: true, verbatim: true });
-        const v6 = found.some((a) => a.family === 6);
-        const ok = await gate(v6 ? ["dns", "localhost", "127.0.0.1", "0:0:0:0:0:0:0:1"] : ["dns", "localhost", "127.0.0.1"], "");
-        assert.equal(ok.code, 0, ok.stderr);
-        assert.equal(ok.stdout, `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}.\n`);
-        const wrong = await gate(["dns", "localhost", "127.0.0.2", "2001:db8::23"], "");
-        assert.equal(wrong.code, 1);
-        assert.equal(
-            wrong.stderr,
-            `DNS gate: localhost resolves to ${v6 ? "127.0.0.1, ::1" : "127.0.0.1"}, not only to the new server (127.0.0.2, 2001:db8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n`,
-        );
+// The DNS gate in the sandbox (test/sandbox/sandbox.ts): a private /etc/hosts says what names
+// resolve to, and no network answers anything else. One sandbox, one step per case.
+const dnsSkip = canSandbox() || undefined;
+const HOSTS = `127.0.0.1 localhost
+198.51.100.23 v4only.test
+198.51.100.23 both.test
+2001:db8:0:0:0:0:0:23 both.test
+198.51.100.23 oldv6.test
+2001:db8::4 oldv6.test
+198.51.100.4 old.test
+198.51.100.23 mixed.test
+198.51.100.4 mixed.test
+`;
+const DNS_CASES: [string[], number, string][] = [
+    [["v4only.test", "198.51.100.23"], 0, "DNS gate: v4only.test resolves to 198.51.100.23.\n"],
+    [["v4only.test", "198.51.100.23", "2001:db8::23"], 0, "DNS gate: v4only.test resolves to 198.51.100.23.\n"],
+    // The same IPv6 address written another way (zeros, case, leading zeros) is the same address.
+    [["both.test", "198.51.100.23", "2001:DB8::0023"], 0, "DNS gate: both.test resolves to 198.51.100.23, 2001:db8::23.\n"],
+    [["both.test", "198.51.100.23"], 1, "DNS gate: both.test resolves to 198.51.100.23, 2001:db8::23, not only to the new server (198.51.100.23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n"],
+    [["oldv6.test", "198.51.100.23", "2001:db8::23"], 1, "DNS gate: oldv6.test resolves to 198.51.100.23, 2001:db8::4, not only to the new server (198.51.100.23, 2001:db8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n"],
+    [["oldv6.test", "198.51.100.23", "2001:db8::4:0"], 1, "DNS gate: oldv6.test resolves to 198.51.100.23, 2001:db8::4, not only to the new server (198.51.100.23, 2001:db8::4:0). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n"],
+    [["old.test", "198.51.100.23", "2001:db8::23"], 1, "DNS gate: old.test resolves to 198.51.100.4, not only to the new server (198.51.100.23, 2001:db8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n"],
+    [["mixed.test", "198.51.100.23"], 1, "DNS gate: mixed.test resolves to 198.51.100.23, 198.51.100.4, not only to the new server (198.51.100.23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n"],
+];
+
+test("dns: the name must resolve to the new server's addresses only; any AAAA must be the new server's", { skip: dnsSkip }, () => {
+    const run = runInSandbox(
+        DNS_CASES.map(([args]) => ({ script: `${process.execPath} ${GATE} dns ${args.join(" ")}` })),
+        { hosts: HOSTS },
+    );
+    DNS_CASES.forEach(([args, code, message], i) => {
+        const step = run.steps[i];
+        assert.equal(step.code, code, `${args.join(" ")}: ${step.stderr}`);
+        assert.equal(code === 0 ? step.stdout : step.stderr, message, args.join(" "));
     });
+});
+
+test("dns: a name that does not resolve fails the gate, saying where to point it", { skip: dnsSkip }, () => {
+    const run = runInSandbox([{ script: `${process.execPath} ${GATE} dns nowhere.test 198.51.100.23 2001:db8::23` }], { hosts: HOSTS });
+    assert.equal(run.steps[0].code, 1);
+    assert.match(
+        run.steps[0].stderr,
+        /^DNS gate: nowhere\.test does not resolve here \((ENOTFOUND|EAI_AGAIN)\)\. Point it at 198\.51\.100\.23 and 2001:db8::23, wait for DNS to propagate, then run pulumi up again\.\n$/,
+    );
 });
