@@ -7,36 +7,37 @@
 //   node scripts/gate.mjs scrapyd <base-url> <project>
 //   node scripts/gate.mjs rabbitmq <base-url> <vhost>
 //   node scripts/gate.mjs dns <hostname> <ipv4> [<ipv6>]
+//
+// The tests import it (runGate) and run it as a command; the command is what `pulumi up` runs.
 import { lookup } from "node:dns/promises";
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
-// How long a service may take to answer; the tests shorten it (a gate that hangs is a failure too).
-const TIMEOUT_MS = Number(process.env.DATA_SUPPORT_GATE_TIMEOUT_MS) || 30_000;
+/** A gate that does not pass: its message, for the operator. */
+export class GateFailure extends Error {}
 
 function fail(message) {
-    process.stderr.write(`${message}\n`);
-    process.exit(1);
+    throw new GateFailure(message);
 }
 
-async function readCredentials() {
-    const chunks = [];
-    for await (const chunk of process.stdin) chunks.push(chunk);
-    const text = Buffer.concat(chunks).toString("utf8");
+async function readCredentials(context) {
+    const text = await context.stdin();
     try {
         const { username, password } = JSON.parse(text);
         if (typeof username !== "string" || typeof password !== "string") throw new Error();
         return { username, password };
     } catch {
-        fail("gate: expected {\"username\",\"password\"} as JSON on stdin");
+        return fail("gate: expected {\"username\",\"password\"} as JSON on stdin");
     }
 }
 
-async function getJson(url, credentials, what) {
+async function getJson(context, url, credentials, what) {
     const auth = Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64");
     let response;
     try {
-        response = await fetch(url, { headers: { Authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(TIMEOUT_MS) });
+        response = await fetch(url, { headers: { Authorization: `Basic ${auth}` }, signal: AbortSignal.timeout(context.timeoutMs) });
     } catch (error) {
-        fail(`${what} gate: cannot reach ${url}: ${error.cause?.message ?? error.message}. Check the URL in config and that the service is up, then run pulumi up again.`);
+        return fail(`${what} gate: cannot reach ${url}: ${error.cause?.message ?? error.message}. Check the URL in config and that the service is up, then run pulumi up again.`);
     }
     if (response.status === 401 || response.status === 403) {
         fail(`${what} gate: ${url} refused the credentials (HTTP ${response.status}). Set the right username and password in config (pulumi config set --secret --path ...).`);
@@ -45,14 +46,14 @@ async function getJson(url, credentials, what) {
     try {
         return await response.json();
     } catch {
-        fail(`${what} gate: ${url} did not answer JSON; the gate cannot tell what is running, so it stops here.`);
+        return fail(`${what} gate: ${url} did not answer JSON; the gate cannot tell what is running, so it stops here.`);
     }
 }
 
-async function scrapyd(baseUrl, project) {
-    const credentials = await readCredentials();
+async function scrapyd(context, baseUrl, project) {
+    const credentials = await readCredentials(context);
     const url = `${baseUrl.replace(/\/$/, "")}/listjobs.json?project=${encodeURIComponent(project)}`;
-    const body = await getJson(url, credentials, "Scrapyd");
+    const body = await getJson(context, url, credentials, "Scrapyd");
     if (body.status !== "ok" || !Array.isArray(body.pending) || !Array.isArray(body.running)) {
         fail(`Scrapyd gate: ${url} answered ${JSON.stringify(body).slice(0, 300)}; without the job lists the gate fails closed.`);
     }
@@ -65,15 +66,15 @@ async function scrapyd(baseUrl, project) {
                 `curl -u USER ${baseUrl.replace(/\/$/, "")}/cancel.json -d project=${project} -d job=JOB_ID), then run pulumi up again.`,
         );
     }
-    console.log(`Scrapyd gate: no crawl of project ${project} is running or pending.`);
+    return `Scrapyd gate: no crawl of project ${project} is running or pending.`;
 }
 
-async function rabbitmq(baseUrl, vhost) {
-    const credentials = await readCredentials();
+async function rabbitmq(context, baseUrl, vhost) {
+    const credentials = await readCredentials(context);
     // disable_stats + enable_queue_totals: counts straight from the queues, not the statistics
     // database, which lags by seconds (design.md).
     const url = `${baseUrl.replace(/\/$/, "")}/api/queues/${encodeURIComponent(vhost)}?disable_stats=true&enable_queue_totals=true`;
-    const queues = await getJson(url, credentials, "RabbitMQ");
+    const queues = await getJson(context, url, credentials, "RabbitMQ");
     if (!Array.isArray(queues)) fail(`RabbitMQ gate: ${url} did not answer a list of queues; the gate fails closed.`);
     const unknown = queues.filter((q) => typeof q.messages !== "number");
     const busy = queues.filter((q) => typeof q.messages === "number" && q.messages > 0);
@@ -88,15 +89,15 @@ async function rabbitmq(baseUrl, vhost) {
                 `(python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.`,
         );
     }
-    console.log(`RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`);
+    return `RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`;
 }
 
-async function dns(hostname, ipv4, ipv6) {
+async function dns(_context, hostname, ipv4, ipv6) {
     let found;
     try {
         found = await lookup(hostname, { all: true, verbatim: true });
     } catch (error) {
-        fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
+        return fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
     }
     const v4 = found.filter((a) => a.family === 4).map((a) => a.address);
     const v6 = found.filter((a) => a.family === 6).map((a) => a.address);
@@ -109,7 +110,7 @@ async function dns(hostname, ipv4, ipv6) {
                 `Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.`,
         );
     }
-    console.log(`DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ")}.`);
+    return `DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ")}.`;
 }
 
 function normalise6(address) {
@@ -121,7 +122,33 @@ function normalise6(address) {
     return [...h, ...fill, ...t].map((p) => p.replace(/^0+(?=.)/, "")).join(":");
 }
 
-const [kind, ...args] = process.argv.slice(2);
 const gates = { scrapyd, rabbitmq, dns };
-if (!gates[kind]) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
-await gates[kind](...args);
+
+/**
+ * Runs one gate: resolves with the line it prints when it passes, rejects with a GateFailure when
+ * it does not. `stdin` gives the credentials' text; `timeoutMs` how long a service may take to
+ * answer (a gate that hangs fails too; the tests shorten it).
+ */
+export async function runGate(argv, { stdin = async () => "", timeoutMs = 30_000 } = {}) {
+    const [kind, ...args] = argv;
+    if (!Object.hasOwn(gates, kind)) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
+    return gates[kind]({ stdin, timeoutMs }, ...args);
+}
+
+async function processStdin() {
+    const chunks = [];
+    for await (const chunk of process.stdin) chunks.push(chunk);
+    return Buffer.concat(chunks).toString("utf8");
+}
+
+// Run as a command (not imported): exit 1 with the message on stderr when the gate does not pass.
+// Real paths on both sides: node gives this module its real path, argv[1] as it was typed.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+    try {
+        console.log(await runGate(process.argv.slice(2), { stdin: processStdin, timeoutMs: Number(process.env.DATA_SUPPORT_GATE_TIMEOUT_MS) || 30_000 }));
+    } catch (error) {
+        if (!(error instanceof GateFailure)) throw error;
+        process.stderr.write(`${error.message}\n`);
+        process.exit(1);
+    }
+}

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
+import { pathToFileURL } from "node:url";
 import { canSandbox, runInSandbox } from "../sandbox/sandbox";
 
 const GATE = path.resolve(__dirname, "../../scripts/gate.mjs");
@@ -61,10 +62,34 @@ function serve(body: unknown, status = 200): Endpoint {
     return endpoint(() => ({ status, body: typeof body === "string" ? body : JSON.stringify(body) }));
 }
 
-/** Runs the gate; `timeoutMs` shortens its time-out for the tests of a service that never answers. */
-function gate(args: string[], stdin = CREDENTIALS, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+interface GateResult {
+    code: number;
+    stdout: string;
+    stderr: string;
+}
+
+// The gate module itself (runGate), loaded once: most tests run it in this process, as the command
+// would (what it prints when it passes, its message and exit 1 when it does not).
+let gateModule: { runGate: (argv: string[], options: { stdin: () => Promise<string>; timeoutMs: number }) => Promise<string>; GateFailure: typeof Error };
+before(async () => {
+    gateModule = await import(pathToFileURL(GATE).href);
+});
+
+/** Runs the gate in this process; `timeoutMs` shortens its time-out for a service that never answers. */
+async function gate(args: string[], stdin = CREDENTIALS, timeoutMs = 60_000): Promise<GateResult> {
+    try {
+        const line = await gateModule.runGate(args, { stdin: async () => stdin, timeoutMs });
+        return { code: 0, stdout: `${line}\n`, stderr: "" };
+    } catch (error) {
+        if (!(error instanceof gateModule.GateFailure)) throw error;
+        return { code: 1, stdout: "", stderr: `${error.message}\n` };
+    }
+}
+
+/** Runs the gate as `pulumi up` does: `node scripts/gate.mjs ...`, credentials on stdin. */
+function cli(args: string[], stdin = CREDENTIALS, env: Record<string, string> = {}): Promise<GateResult> {
     return new Promise((resolve) => {
-        const child = execFile(process.execPath, [GATE, ...args], { env: { ...process.env, DATA_SUPPORT_GATE_TIMEOUT_MS: String(timeoutMs) } }, (error, stdout, stderr) => {
+        const child = execFile(process.execPath, [GATE, ...args], { env: { ...process.env, ...env } }, (error, stdout, stderr) => {
             resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
         });
         child.stdin?.end(stdin);
@@ -248,6 +273,30 @@ describe("gates", { concurrency: 4 }, () => {
             assert.equal(r.stderr, "usage: gate.mjs scrapyd|rabbitmq|dns ...\n");
         }
     });
+
+    // The command itself: what it prints, its exit code, stdin, and the time-out from the environment.
+    test("command: a gate that passes prints its line and exits 0", async () => {
+        const { base, requests } = serve({ status: "ok", pending: [], running: [], finished: [] });
+        assert.deepEqual(await cli(["scrapyd", base, "kingfisher"]), { code: 0, stdout: "Scrapyd gate: no crawl of project kingfisher is running or pending.\n", stderr: "" });
+        assert.deepEqual(requests, [{ url: "/listjobs.json?project=kingfisher", authorization: AUTH }]);
+    });
+
+    test("command: a gate that does not pass prints its message on stderr and exits 1", async () => {
+        const { base } = serve([{ name: "process_file", messages: 3 }]);
+        assert.deepEqual(await cli(["rabbitmq", base, "/"]), { code: 1, stdout: "", stderr: `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - process_file: 3 message(s)\n${RABBIT_ADVICE}` });
+    });
+
+    test("command: credentials that are not JSON, and no gate named, exit 1 with their message", async () => {
+        assert.deepEqual(await cli(["scrapyd", "http://127.0.0.1:9", "kingfisher"], "user:pass"), { code: 1, stdout: "", stderr: 'gate: expected {"username","password"} as JSON on stdin\n' });
+        assert.deepEqual(await cli([]), { code: 1, stdout: "", stderr: "usage: gate.mjs scrapyd|rabbitmq|dns ...\n" });
+    });
+
+    test("command: DATA_SUPPORT_GATE_TIMEOUT_MS bounds the wait for a service that does not answer", async () => {
+        const { base } = endpoint(() => ({ hang: true }));
+        const r = await cli(["scrapyd", base, "kingfisher"], CREDENTIALS, { DATA_SUPPORT_GATE_TIMEOUT_MS: "1000" });
+        assert.equal(r.code, 1);
+        assert.equal(r.stderr, `Scrapyd gate: cannot reach ${JOBS_URL(base)}: The operation was aborted due to timeout. Check the URL in config and that the service is up, then run pulumi up again.\n`);
+    });
 });
 
 // The DNS gate in the sandbox (test/sandbox/sandbox.ts): a private /etc/hosts says what names
@@ -284,6 +333,16 @@ test("dns: the name must resolve to the new server's addresses only; any AAAA mu
         const step = run.steps[i];
         assert.equal(step.code, code, `${args.join(" ")}: ${step.stderr}`);
         assert.equal(code === 0 ? step.stdout : step.stderr, message, args.join(" "));
+    });
+});
+
+// In this process too (IP literals resolve to themselves, whatever /etc/hosts says).
+test("dns: an address resolves to itself: the gate passes on it and fails on another", async () => {
+    assert.deepEqual(await gate(["dns", "198.51.100.23", "198.51.100.23", "2001:db8::23"], ""), { code: 0, stdout: "DNS gate: 198.51.100.23 resolves to 198.51.100.23.\n", stderr: "" });
+    assert.deepEqual(await gate(["dns", "2001:db8:0::23", "198.51.100.23", "2001:DB8::23"], ""), {
+        code: 1,
+        stdout: "",
+        stderr: "DNS gate: 2001:db8:0::23 resolves to 2001:db8:0::23, not only to the new server (198.51.100.23, 2001:DB8::23). Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.\n",
     });
 });
 
