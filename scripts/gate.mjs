@@ -92,10 +92,10 @@ async function rabbitmq(context, baseUrl, vhost) {
     return `RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`;
 }
 
-async function dns(_context, hostname, ipv4, ipv6) {
+async function dns(context, hostname, ipv4, ipv6) {
     let found;
     try {
-        found = await lookup(hostname, { all: true, verbatim: true });
+        found = await context.lookup(hostname, { all: true, verbatim: true });
     } catch (error) {
         return fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
     }
@@ -127,12 +127,13 @@ const gates = { scrapyd, rabbitmq, dns };
 /**
  * Runs one gate: resolves with the line it prints when it passes, rejects with a GateFailure when
  * it does not. `stdin` gives the credentials' text; `timeoutMs` how long a service may take to
- * answer (a gate that hangs fails too; the tests shorten it).
+ * answer (a gate that hangs fails too; the tests shorten it); `resolve` is node's dns lookup (the
+ * tests give names of their own).
  */
-export async function runGate(argv, { stdin = async () => "", timeoutMs = 30_000 } = {}) {
+export async function runGate(argv, { stdin = async () => "", timeoutMs = 30_000, resolve = lookup } = {}) {
     const [kind, ...args] = argv;
     if (!Object.hasOwn(gates, kind)) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
-    return gates[kind]({ stdin, timeoutMs }, ...args);
+    return gates[kind]({ stdin, timeoutMs, lookup: resolve }, ...args);
 }
 
 async function processStdin() {

@@ -70,15 +70,16 @@ interface GateResult {
 
 // The gate module itself (runGate), loaded once: most tests run it in this process, as the command
 // would (what it prints when it passes, its message and exit 1 when it does not).
-let gateModule: { runGate: (argv: string[], options: { stdin: () => Promise<string>; timeoutMs: number }) => Promise<string>; GateFailure: typeof Error };
+type Resolve = (name: string, options: unknown) => Promise<{ address: string; family: number }[]>;
+let gateModule: { runGate: (argv: string[], options: { stdin: () => Promise<string>; timeoutMs: number; resolve?: Resolve }) => Promise<string>; GateFailure: typeof Error };
 before(async () => {
     gateModule = await import(pathToFileURL(GATE).href);
 });
 
 /** Runs the gate in this process; `timeoutMs` shortens its time-out for a service that never answers. */
-async function gate(args: string[], stdin = CREDENTIALS, timeoutMs = 60_000): Promise<GateResult> {
+async function gate(args: string[], stdin = CREDENTIALS, timeoutMs = 60_000, resolve?: Resolve): Promise<GateResult> {
     try {
-        const line = await gateModule.runGate(args, { stdin: async () => stdin, timeoutMs });
+        const line = await gateModule.runGate(args, { stdin: async () => stdin, timeoutMs, resolve });
         return { code: 0, stdout: `${line}\n`, stderr: "" };
     } catch (error) {
         if (!(error instanceof gateModule.GateFailure)) throw error;
@@ -98,6 +99,9 @@ function cli(args: string[], stdin = CREDENTIALS, env: Record<string, string> = 
 
 
 const JOBS_URL = (base: string) => `${base}/listjobs.json?project=kingfisher`;
+
+const RABBIT_ADVICE =
+    "A Kingfisher Process job is still working. Wait for it, or have its owner cancel it (python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.\n";
 
 // The tests run side by side (each spawns node): one endpoint each, no shared state.
 describe("gates", { concurrency: 4 }, () => {
@@ -181,8 +185,6 @@ describe("gates", { concurrency: 4 }, () => {
         assert.equal(requests[0].url, "/api/queues/kingfisher%20vhost?disable_stats=true&enable_queue_totals=true");
     });
 
-    const RABBIT_ADVICE =
-        "A Kingfisher Process job is still working. Wait for it, or have its owner cancel it (python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.\n";
 
     test("rabbitmq: a queue with messages fails the gate, naming it", async () => {
         const { base } = serve([{ name: "a", messages: 0 }, { name: "process_file", messages: 3 }]);
@@ -297,6 +299,88 @@ describe("gates", { concurrency: 4 }, () => {
         assert.equal(r.code, 1);
         assert.equal(r.stderr, `Scrapyd gate: cannot reach ${JOBS_URL(base)}: The operation was aborted due to timeout. Check the URL in config and that the service is up, then run pulumi up again.\n`);
     });
+});
+
+// More answers, each for a detail of the gate's reading.
+test("scrapyd: status other than ok fails closed even with both job lists", async () => {
+    const { base } = serve({ status: "error", pending: [], running: [] });
+    assert.equal((await gate(["scrapyd", base, "kingfisher"])).stderr, `Scrapyd gate: ${JOBS_URL(base)} answered {"status":"error","pending":[],"running":[]}; without the job lists the gate fails closed.\n`);
+});
+
+test("scrapyd: a long answer is quoted up to 300 characters", async () => {
+    const body = { status: "error", message: "x".repeat(400) };
+    const { base } = serve(body);
+    assert.equal((await gate(["scrapyd", base, "kingfisher"])).stderr, `Scrapyd gate: ${JOBS_URL(base)} answered ${`{"status":"error","message":"${"x".repeat(400)}`.slice(0, 300)}; without the job lists the gate fails closed.\n`);
+});
+
+test("scrapyd and rabbitmq: a base URL with a trailing slash gives the same URLs and hints", async () => {
+    const s = serve({ status: "ok", pending: [], running: [{ id: "j1", spider: "a" }], finished: [] });
+    const r = await gate(["scrapyd", `${s.base}/`, "kingfisher"]);
+    assert.equal(s.requests[0].url, "/listjobs.json?project=kingfisher");
+    assert.ok(r.stderr.includes(`(${s.base}/jobs, or curl -u USER ${s.base}/cancel.json -d project=kingfisher -d job=JOB_ID)`), r.stderr);
+    const q = serve([]);
+    assert.equal((await gate(["rabbitmq", `${q.base}/`, "/"])).code, 0);
+    assert.equal(q.requests[0].url, "/api/queues/%2F?disable_stats=true&enable_queue_totals=true");
+});
+
+test("rabbitmq: every busy and unknown queue is listed, one per line; a count given as text is unknown", async () => {
+    const { base } = serve([{ name: "a", messages: 2 }, { name: "b", messages: 0 }, { name: "c", messages: 5 }, { name: "d", messages: "3" }]);
+    assert.equal(
+        (await gate(["rabbitmq", base, "/"])).stderr,
+        `RabbitMQ gate: queues in vhost / at ${base} are not empty:\n  - a: 2 message(s)\n  - c: 5 message(s)\n  - d: message count unknown (counted as busy)\n${RABBIT_ADVICE}`,
+    );
+});
+
+test("credentials: a username that is not a string is refused", async () => {
+    const { base, requests } = serve([]);
+    assert.equal((await gate(["rabbitmq", base, "/"], '{"username": 5, "password": "p"}')).stderr, 'gate: expected {"username","password"} as JSON on stdin\n');
+    assert.deepEqual(requests, []);
+});
+
+// The DNS gate in this process, with names of its own (the real resolver is the sandbox test's
+// below): IPv6 addresses compare as addresses, however they are written.
+const answers = (...addresses: string[]): Resolve => async () => addresses.map((address) => ({ address, family: address.includes(":") ? 6 : 4 }));
+const DNS_ADVICE = "Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.";
+for (const [found, configured] of [
+    ["2001:db8:0:0:0:0:0:23", "2001:db8::23"],
+    ["2001:db8::23", "2001:db8:0:0:0:0:0:23"],
+    ["2001:0db8::0023", "2001:DB8::23"],
+    ["2001:db8::", "2001:db8:0:0:0:0:0:0"],
+    ["::1", "0:0:0:0:0:0:0:1"],
+    ["2001:db8:1::", "2001:db8:1:0::0"],
+] as const) {
+    test(`dns: AAAA ${found} is the new server's ${configured}`, async () => {
+        const r = await gate(["dns", "collect.test", "198.51.100.23", configured], "", 1000, answers("198.51.100.23", found));
+        assert.deepEqual(r, { code: 0, stdout: `DNS gate: collect.test resolves to 198.51.100.23, ${found}.\n`, stderr: "" });
+    });
+}
+for (const [found, configured] of [
+    ["2001:db8::23", "2001:db8::24"],
+    ["2001:db8::23:0", "2001:db8::23"],
+    ["2001:db8::", "2001:db8::1"],
+    ["2001:db8:0:0:0:0:0:23", "2001:db8::1:23"],
+    ["2001:db8::1:0:0:23", "2001:db8:1::23"],
+] as const) {
+    test(`dns: AAAA ${found} is not ${configured}`, async () => {
+        const r = await gate(["dns", "collect.test", "198.51.100.23", configured], "", 1000, answers("198.51.100.23", found));
+        assert.deepEqual(r, { code: 1, stdout: "", stderr: `DNS gate: collect.test resolves to 198.51.100.23, ${found}, not only to the new server (198.51.100.23, ${configured}). ${DNS_ADVICE}\n` });
+    });
+}
+
+test("dns: no address at all, an AAAA only, and a name that does not resolve", async () => {
+    assert.equal((await gate(["dns", "collect.test", "198.51.100.23"], "", 1000, answers())).stderr, `DNS gate: collect.test resolves to nothing, not only to the new server (198.51.100.23). ${DNS_ADVICE}\n`);
+    assert.equal((await gate(["dns", "collect.test", "198.51.100.23", "2001:db8::23"], "", 1000, answers("2001:db8::23"))).code, 1);
+    const missing: Resolve = async () => {
+        throw Object.assign(new Error("getaddrinfo ENOTFOUND collect.test"), { code: "ENOTFOUND" });
+    };
+    assert.equal(
+        (await gate(["dns", "collect.test", "198.51.100.23", "2001:db8::23"], "", 1000, missing)).stderr,
+        "DNS gate: collect.test does not resolve here (ENOTFOUND). Point it at 198.51.100.23 and 2001:db8::23, wait for DNS to propagate, then run pulumi up again.\n",
+    );
+    assert.equal(
+        (await gate(["dns", "collect.test", "198.51.100.23"], "", 1000, missing)).stderr,
+        "DNS gate: collect.test does not resolve here (ENOTFOUND). Point it at 198.51.100.23, wait for DNS to propagate, then run pulumi up again.\n",
+    );
 });
 
 // The DNS gate in the sandbox (test/sandbox/sandbox.ts): a private /etc/hosts says what names
