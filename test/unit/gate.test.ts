@@ -360,6 +360,9 @@ for (const [found, configured] of [
     ["2001:db8::", "2001:db8::1"],
     ["2001:db8:0:0:0:0:0:23", "2001:db8::1:23"],
     ["2001:db8::1:0:0:23", "2001:db8:1::23"],
+    // Leading zeros go from each group only, not from inside it; groups stay apart.
+    ["2001:db8::23", "21:db8::23"],
+    ["2001:db8::1:23", "2001:db8::12:3"],
 ] as const) {
     test(`dns: AAAA ${found} is not ${configured}`, async () => {
         const r = await gate(["dns", "collect.test", "198.51.100.23", configured], "", 1000, answers("198.51.100.23", found));
