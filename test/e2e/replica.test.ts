@@ -110,7 +110,7 @@ test("re-pointing: a changed main replaces the standby with no manual step, and 
     const moved = structuredClone(main.outputs) as any;
     moved.newServer.hostname = "ocp25.open-contracting.org";
     const result = assertApplied(applyReplica({ outputs: moved, secretOutputs: main.secretOutputs }));
-    assert.deepEqual(result.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`), ["replace data-support-replica-standby"]);
+    assert.deepEqual(result.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`), ["replace data-support-replica-standby", "delete-replaced data-support-replica-standby"]);
     assert.match(String(result.outputs.status), /streaming from ocp25/);
     await sh("new", `${psql("kingfisher_collect")} -c "INSERT INTO crawl (spider, started) VALUES ('after_repoint', now())"`);
     assert.equal(await eventually("replica", "kingfisher_collect", "SELECT count(*) FROM crawl WHERE spider = 'after_repoint'", "1"), "1");

@@ -33,6 +33,7 @@ readonly PRIVATE_DIRS=(
   /etc:etc /home:home /root:root /var/spool/cron:spool-cron /data:data
   /var/lib/postgresql:pglib /var/lib/rabbitmq:rabbitmq /var/log:log /tmp:tmp
   /var/lib/data-support:data-support
+  /usr/local/lib/data-support:data-support-lib
 )
 
 die() { echo "testbed: $*" >&2; exit 1; }
@@ -95,6 +96,7 @@ down() {
     findmnt -rno TARGET | grep -F "$STATE" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
     if [[ -f "$STATE/created-data-dir" ]]; then rmdir /data 2>/dev/null || true; fi
     if [[ -f "$STATE/created-data-support-dir" ]]; then rmdir /var/lib/data-support 2>/dev/null || true; fi
+    if [[ -f "$STATE/created-data-support-lib-dir" ]]; then rmdir /usr/local/lib/data-support 2>/dev/null || true; fi
     rm -rf --one-file-system "$STATE"
   fi
 }
@@ -140,7 +142,7 @@ etc_hosts() {
 
 prepare_host_dirs() {
   local h=$1 H="$STATE/hosts/$1"
-  mkdir -p "$H"/{home,data,data-support,pglib,rabbitmq,run/ds-testbed,run/lock}
+  mkdir -p "$H"/{home,data,data-support,data-support-lib,pglib,rabbitmq,run/ds-testbed,run/lock}
   # A copy of the machine's /etc, so users, sshd, cron.d, PostgreSQL and tinyproxy are per host.
   cp -a /etc "$H/etc"
   rm -f "$H"/etc/ssh/ssh_host_*
@@ -356,6 +358,8 @@ up() {
   if [[ ! -e /data ]]; then mkdir /data && touch "$STATE/created-data-dir"; fi
   # The program keeps its one-off markers here on each server: private to each host too.
   if [[ ! -e /var/lib/data-support ]]; then mkdir /var/lib/data-support && touch "$STATE/created-data-support-dir"; fi
+  # And the transfer key's dispatcher (components/temporaryAccess.ts) here, on the old server.
+  if [[ ! -e /usr/local/lib/data-support ]]; then mkdir /usr/local/lib/data-support && touch "$STATE/created-data-support-lib-dir"; fi
   setup_network
   # Copying /etc takes about a second per host: do the hosts in parallel.
   local pids=()
