@@ -12,22 +12,24 @@
 // DNS of the collect hostname moved, the name would lead to the new, idle server). The URL's name
 // is still the one sent in TLS (SNI), checked against the certificate, and sent as the HTTP Host
 // header, so virtual hosts and certificates work as they do for the public name.
+//
+// The tests import it (runGate) and run it as a command; the command is what `pulumi up` runs.
 import * as http from "node:http";
 import * as https from "node:https";
 import { isIP } from "node:net";
 import { lookup } from "node:dns/promises";
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 
-const TIMEOUT_MS = 30_000;
+/** A gate that does not pass: its message, for the operator. */
+export class GateFailure extends Error {}
 
 function fail(message) {
-    process.stderr.write(`${message}\n`);
-    process.exit(1);
+    throw new GateFailure(message);
 }
 
-async function readCredentials() {
-    const chunks = [];
-    for await (const chunk of process.stdin) chunks.push(chunk);
-    const text = Buffer.concat(chunks).toString("utf8");
+async function readCredentials(context) {
+    const text = await context.stdin();
     try {
         const { username, password } = JSON.parse(text);
         if (typeof username !== "string" || typeof password !== "string") throw new Error();
@@ -38,7 +40,7 @@ async function readCredentials() {
 }
 
 // One GET; resolves {status, text}. `connect` replaces only the name lookup of the URL's host.
-function get(url, headers, connect) {
+function get(url, headers, connect, timeoutMs) {
     const target = new URL(url);
     const client = target.protocol === "https:" ? https : http;
     const family = connect ? isIP(connect) : 0;
@@ -50,25 +52,25 @@ function get(url, headers, connect) {
           }
         : undefined;
     return new Promise((resolve, reject) => {
-        const request = client.get(url, { headers, lookup: lookupOld, timeout: TIMEOUT_MS }, (response) => {
+        const request = client.get(url, { headers, lookup: lookupOld, timeout: timeoutMs }, (response) => {
             const chunks = [];
             response.on("data", (chunk) => chunks.push(chunk));
             response.on("end", () => resolve({ status: response.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
             response.on("error", reject);
         });
-        request.on("timeout", () => request.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)));
+        request.on("timeout", () => request.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
         request.on("error", reject);
     });
 }
 
-async function getJson(url, credentials, what, connect) {
+async function getJson(context, url, credentials, what, connect) {
     const auth = Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64");
     const where = connect ? `${url} (at ${connect})` : url;
     let response;
     try {
-        response = await get(url, { Authorization: `Basic ${auth}` }, connect);
+        response = await get(url, { Authorization: `Basic ${auth}` }, connect, context.timeoutMs);
     } catch (error) {
-        fail(`${what} gate: cannot reach ${where}: ${error.code ? `${error.code}: ` : ""}${error.message}. Check the URL in config and that the service is up, then run pulumi up again.`);
+        return fail(`${what} gate: cannot reach ${where}: ${error.code ? `${error.code}: ` : ""}${error.message}. Check the URL in config and that the service is up, then run pulumi up again.`);
     }
     if (response.status === 401 || response.status === 403) {
         fail(`${what} gate: ${where} refused the credentials (HTTP ${response.status}). Set the right username and password in config (pulumi config set --secret --path ...).`);
@@ -77,7 +79,7 @@ async function getJson(url, credentials, what, connect) {
     try {
         return JSON.parse(response.text);
     } catch {
-        fail(`${what} gate: ${where} did not answer JSON; the gate cannot tell what is running, so it stops here.`);
+        return fail(`${what} gate: ${where} did not answer JSON; the gate cannot tell what is running, so it stops here.`);
     }
 }
 
@@ -85,11 +87,11 @@ async function getJson(url, credentials, what, connect) {
 // a crawl of any project writes while the old server is being halted, not only one of `project`.
 // Scrapyd's JSON API: https://scrapyd.readthedocs.io/en/stable/api.html (listprojects.json answers
 // {"status": "ok", "projects": [...]}; listjobs.json {"status": "ok", "pending", "running", "finished"}).
-async function scrapyd(baseUrl, project, connect) {
-    const credentials = await readCredentials();
+async function scrapyd(context, baseUrl, project, connect) {
+    const credentials = await readCredentials(context);
     const base = baseUrl.replace(/\/$/, "");
     const where = connect ? `${base} (at ${connect})` : base;
-    const listing = await getJson(`${base}/listprojects.json`, credentials, "Scrapyd", connect);
+    const listing = await getJson(context, `${base}/listprojects.json`, credentials, "Scrapyd", connect);
     if (listing.status !== "ok" || !Array.isArray(listing.projects) || !listing.projects.every((p) => typeof p === "string")) {
         fail(`Scrapyd gate: ${where}/listprojects.json answered ${JSON.stringify(listing).slice(0, 300)}; without the list of projects the gate fails closed.`);
     }
@@ -98,7 +100,7 @@ async function scrapyd(baseUrl, project, connect) {
     const jobs = [];
     for (const p of projects) {
         const url = `${base}/listjobs.json?project=${encodeURIComponent(p)}`;
-        const body = await getJson(url, credentials, "Scrapyd", connect);
+        const body = await getJson(context, url, credentials, "Scrapyd", connect);
         if (body.status !== "ok" || !Array.isArray(body.pending) || !Array.isArray(body.running)) {
             fail(`Scrapyd gate: ${url} answered ${JSON.stringify(body).slice(0, 300)}; without the job lists the gate fails closed.`);
         }
@@ -112,15 +114,15 @@ async function scrapyd(baseUrl, project, connect) {
                 `Wait for them to finish, or have their owners cancel them (${base}/jobs), e.g.:\n${cancels.join("\n")}\nthen run pulumi up again.`,
         );
     }
-    console.log(`Scrapyd gate: no crawl is running or pending at ${where} (project(s): ${projects.join(", ")}).`);
+    return `Scrapyd gate: no crawl is running or pending at ${where} (project(s): ${projects.join(", ")}).`;
 }
 
-async function rabbitmq(baseUrl, vhost, connect) {
-    const credentials = await readCredentials();
+async function rabbitmq(context, baseUrl, vhost, connect) {
+    const credentials = await readCredentials(context);
     // disable_stats + enable_queue_totals: counts straight from the queues, not the statistics
     // database, which lags by seconds (design.md).
     const url = `${baseUrl.replace(/\/$/, "")}/api/queues/${encodeURIComponent(vhost)}?disable_stats=true&enable_queue_totals=true`;
-    const queues = await getJson(url, credentials, "RabbitMQ", connect);
+    const queues = await getJson(context, url, credentials, "RabbitMQ", connect);
     if (!Array.isArray(queues)) fail(`RabbitMQ gate: ${url} did not answer a list of queues; the gate fails closed.`);
     const unknown = queues.filter((q) => typeof q.messages !== "number");
     const busy = queues.filter((q) => typeof q.messages === "number" && q.messages > 0);
@@ -135,15 +137,15 @@ async function rabbitmq(baseUrl, vhost, connect) {
                 `(python manage.py cancelcollection <collection_id>, https://kingfisher-process.readthedocs.io/en/latest/cli.html#cancelcollection), then run pulumi up again.`,
         );
     }
-    console.log(`RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`);
+    return `RabbitMQ gate: ${queues.length} queue(s) in vhost ${vhost}, all empty.`;
 }
 
-async function dns(hostname, ipv4, ipv6) {
+async function dns(context, hostname, ipv4, ipv6) {
     let found;
     try {
-        found = await lookup(hostname, { all: true, verbatim: true });
+        found = await context.lookup(hostname, { all: true, verbatim: true });
     } catch (error) {
-        fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
+        return fail(`DNS gate: ${hostname} does not resolve here (${error.code}). Point it at ${[ipv4, ipv6].filter(Boolean).join(" and ")}, wait for DNS to propagate, then run pulumi up again.`);
     }
     const v4 = found.filter((a) => a.family === 4).map((a) => a.address);
     const v6 = found.filter((a) => a.family === 6).map((a) => a.address);
@@ -156,7 +158,7 @@ async function dns(hostname, ipv4, ipv6) {
                 `Update the DNS records, wait for them to propagate (TTL), then run pulumi up again.`,
         );
     }
-    console.log(`DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ")}.`);
+    return `DNS gate: ${hostname} resolves to ${[...v4, ...v6].join(", ")}.`;
 }
 
 function normalise6(address) {
@@ -168,14 +170,42 @@ function normalise6(address) {
     return [...h, ...fill, ...t].map((p) => p.replace(/^0+(?=.)/, "")).join(":");
 }
 
-const [kind, ...rest] = process.argv.slice(2);
 const gates = { scrapyd, rabbitmq, dns };
-if (!gates[kind]) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
-const at = rest.indexOf("--connect");
-let connect;
-if (at >= 0) {
-    connect = rest[at + 1];
-    if (!connect || isIP(connect) === 0) fail(`gate: --connect needs an IP address`);
-    rest.splice(at, 2);
+
+/**
+ * Runs one gate: resolves with the line it prints when it passes, rejects with a GateFailure when
+ * it does not. `argv` as the command takes it (--connect included); `stdin` gives the credentials'
+ * text; `timeoutMs` how long a service may take to answer (a gate that hangs fails too; the tests
+ * shorten it); `resolve` is node's dns lookup (the tests give names of their own).
+ */
+export async function runGate(argv, { stdin = async () => "", timeoutMs = 30_000, resolve = lookup } = {}) {
+    const [kind, ...rest] = argv;
+    if (!Object.hasOwn(gates, kind)) fail(`usage: gate.mjs scrapyd|rabbitmq|dns ...`);
+    const at = rest.indexOf("--connect");
+    let connect;
+    if (at >= 0) {
+        connect = rest[at + 1];
+        if (!connect || isIP(connect) === 0) fail(`gate: --connect needs an IP address`);
+        rest.splice(at, 2);
+    }
+    const context = { stdin, timeoutMs, lookup: resolve };
+    return gates[kind](context, ...(kind === "dns" ? rest : [...rest.slice(0, 2), connect]));
 }
-await gates[kind](...(kind === "dns" ? rest : [...rest.slice(0, 2), connect]));
+
+async function processStdin() {
+    const chunks = [];
+    for await (const chunk of process.stdin) chunks.push(chunk);
+    return Buffer.concat(chunks).toString("utf8");
+}
+
+// Run as a command (not imported): exit 1 with the message on stderr when the gate does not pass.
+// Real paths on both sides: node gives this module its real path, argv[1] as it was typed.
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+    try {
+        console.log(await runGate(process.argv.slice(2), { stdin: processStdin, timeoutMs: Number(process.env.DATA_SUPPORT_GATE_TIMEOUT_MS) || 30_000 }));
+    } catch (error) {
+        if (!(error instanceof GateFailure)) throw error;
+        process.stderr.write(`${error.message}\n`);
+        process.exit(1);
+    }
+}

@@ -16,7 +16,7 @@ fi
 # test/support/provider-ssh, the provider's own SSH library, offline.
 packages=(
     openssh-server openssh-client tinyproxy rabbitmq-server cron rsync
-    postgresql-15 postgresql-client-15 iproute2 curl openssl procps util-linux dash python3 nftables
+    postgresql-15 postgresql-client-15 iproute2 curl openssl procps util-linux dash python3 nftables tzdata
     golang-go golang-golang-x-crypto-dev
 )
 installed=$(dpkg-query -W -f '${db:Status-Abbrev}\n' "${packages[@]}" 2> /dev/null | grep -c '^ii' || true)

@@ -5,15 +5,14 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
-import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../../components/fingerprint";
-import { psql, sh, whileLoading } from "../support/hosts";
+import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
+import { exchangeRatesDump, psql, sh, tablesDump, whileLoading } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
 const MARKERS = "/var/lib/data-support/ocp04-to-ocp23";
 const BIG = "/home/incremental/data/dominican_republic_api/big";
 
-const RATES = columnsFingerprintSql("exchange_rates", ["valid_on", "rates", "created", "modified"]);
 const marker = (host: HostName, step: string) => sh(host, `test -e ${MARKERS}/${step}.done && echo done || echo absent`);
 
 before(async () => {
@@ -166,9 +165,11 @@ test("an expired transfer key stops the copy with a guide; `pulumi up --replace`
 
 test("the next run completes: tables, files and exchange rates equal the old server's; the key is gone", async () => {
     assertApplied(harness.apply(testbedConfig(tb)));
-    assert.equal(await sh("new", psql("kingfisher_collect"), { input: TABLES_FINGERPRINT_SQL }), await sh("old", psql("kingfisher_collect"), { input: TABLES_FINGERPRINT_SQL }));
-    assert.match(await sh("new", psql("kingfisher_collect"), { input: TABLES_FINGERPRINT_SQL }), /^public\.bulk\|200000\|/m);
-    assert.equal(await sh("new", psql("pelican_backend"), { input: RATES }), await sh("old", psql("pelican_backend"), { input: RATES }));
+    // Compared by a method of their own, not the copy step's fingerprint: every row as COPY prints
+    // it (hashed on the host: the bulk table is large), and the row count of the bulk table.
+    assert.equal(await sh("new", `${tablesDump("kingfisher_collect")} | sha256sum`), await sh("old", `${tablesDump("kingfisher_collect")} | sha256sum`));
+    assert.equal(await sh("new", `${psql("kingfisher_collect")} -c "SELECT count(*) FROM bulk"`), "200000\n");
+    assert.equal(await sh("new", exchangeRatesDump()), await sh("old", exchangeRatesDump()));
     for (const dir of ["/home/incremental/data", "/home/incremental/logs"]) {
         assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
     }

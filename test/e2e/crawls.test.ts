@@ -4,8 +4,6 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { scrapyArgs } from "../../components/incrementalCrawls";
-import { parseStackConfig, type MainConfig } from "../../components/config";
 import { sh } from "../support/hosts";
 
 let tb: Testbed;
@@ -69,8 +67,21 @@ test("a crawl script passes scrapy exactly the expected arguments; spaces and qu
     await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/${DR.spider}.sh`, { user: "incremental" });
     const calls = (await sh("new", `cat ${HOME}/scrapy-standin.log`)).trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(calls.length, 1);
-    const cfg = parseStackConfig(config([DR])) as MainConfig;
-    const expected = scrapyArgs(cfg.incremental.crawls[0], HOME, "kingfisher_collect");
+    // Written out: spider arguments as -a, then the settings as -s, in the config's order.
+    const expected = [
+        "crawl",
+        "dominican_republic_api",
+        "-a",
+        "crawl_time=2025-05-06T00:00:00",
+        "-a",
+        "compile_releases=true",
+        "-a",
+        `note=${HOSTILE}`,
+        "-s",
+        "FILES_STORE=/home/incremental/data",
+        "-s",
+        "DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect",
+    ];
     assert.deepEqual(calls[0].argv.slice(0, expected.length), expected);
     assert.match(calls[0].argv[expected.length], new RegExp(`^--logfile=${HOME}/logs/${DR.spider}/\\d{4}/\\d{4}-\\d{2}-\\d{2}\\.log$`));
     assert.equal(calls[0].argv.length, expected.length + 1);

@@ -6,8 +6,8 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
-import { psql, sh, whileLoading } from "../support/hosts";
+import { treeFingerprint } from "../../components/fingerprint";
+import { psql, sh, tablesDump, whileLoading } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
@@ -83,7 +83,7 @@ test("the new server's services restarted between steps; the next run ends with 
     await sh("new", "pg_ctlcluster 15 main restart && pkill -HUP -x sshd && service cron restart");
     const result = assertApplied(harness.apply(testbedConfig(tb)));
     outcomes.push(`services restarted between steps: the next run completed (${result.steps.filter((s) => s.action === "create").length} steps)`);
-    assert.equal(await sh("new", psql("kingfisher_collect"), { input: TABLES_FINGERPRINT_SQL }), await sh("old", psql("kingfisher_collect"), { input: TABLES_FINGERPRINT_SQL }));
+    assert.equal(await sh("new", tablesDump("kingfisher_collect")), await sh("old", tablesDump("kingfisher_collect")));
     for (const dir of [DATA, "/home/incremental/logs"]) {
         assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
     }

@@ -15,3 +15,14 @@ export const psql = (db: string) => `cd / && runuser -u postgres -- psql -X -At 
 /** Waits (a bounded loop on the host) until the new server is loading rows of kingfisher_collect. */
 export const whileLoading = () =>
     sh("new", `for _ in $(seq 1200); do n=$(${psql("kingfisher_collect")} -c "SELECT coalesce(max(tuples_processed), 0) FROM pg_stat_progress_copy" 2>/dev/null || echo 0); [ "$n" -gt 1000 ] && break; sleep 0.05; done`);
+
+/**
+ * Shell printing every table of `db` in full, as COPY writes it (a `== schema.table` line, then its
+ * rows sorted by their text in the C collation): a comparison of the data independent of the copy
+ * step's own fingerprint (components/fingerprint.ts), compared byte for byte by the tests.
+ */
+export const tablesDump = (db: string) =>
+    `${psql(db)} -c "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1" | while read -r t; do echo "== $t"; ${psql(db)} -c "COPY (SELECT * FROM $t x ORDER BY x::text COLLATE \\"C\\") TO STDOUT"; done`;
+
+/** Shell printing the copied columns of exchange_rates, as COPY writes them, by valid_on (unique). */
+export const exchangeRatesDump = (db = "pelican_backend") => `${psql(db)} -c "COPY (SELECT valid_on, rates, created, modified FROM exchange_rates ORDER BY valid_on) TO STDOUT"`;

@@ -4,12 +4,14 @@ import * as assert from "node:assert/strict";
 import { mainConfig, withReplica } from "../support/fixtures";
 import { runProgram } from "../support/program";
 import { Graph } from "../../scripts/graph";
-import { PRESYNC as PRESYNC_STAGE, SEQUENCES } from "../../scripts/sequence";
+import { MAIN_STAGES, PRESYNC as PRESYNC_NAMES, REPLICATION } from "../support/expected";
 
-// The documented sequence (scripts/sequence.ts), labelled "<step> <what>". Each stage must wait
-// for every resource of every stage before it; the pre-sync is placed by its own dependencies.
-const DOCUMENTED: [string, RegExp][] = SEQUENCES.main.stages.map((s) => [`${s.step} ${s.what}`, s.names]);
-const PRESYNC = PRESYNC_STAGE.names;
+// The documented sequence, written out (test/support/expected.ts), labelled "<step> <what>". Each
+// stage must wait for every resource of every stage before it; the pre-sync is placed by its own
+// dependencies.
+const exactly = (names: string[]) => new RegExp(`^(${names.join("|")})$`);
+const DOCUMENTED: [string, RegExp, string[]][] = MAIN_STAGES.map(([label, names]) => [label, exactly(names), names]);
+const PRESYNC = exactly(PRESYNC_NAMES);
 
 for (const [label, config] of [
     ["without a replica", mainConfig()],
@@ -19,7 +21,10 @@ for (const [label, config] of [
         const run = await runProgram(config);
         const graph = new Graph(run.resources);
         const steps = DOCUMENTED.map(([step, re]) => [step, graph.named(re)] as const);
-        for (const [step, resources] of steps) assert.ok(resources.length > 0, `no resource carries out step "${step}"`);
+        // Each written-out name is a resource of this run (the replication ones only with a replica).
+        const expected = DOCUMENTED.flatMap(([, , names]) => names).filter((n) => label === "with a replica" || !REPLICATION.includes(n));
+        assert.deepEqual(steps.flatMap(([, rs]) => rs.map((r) => r.name)).sort(), expected.sort());
+        assert.deepEqual(graph.named(PRESYNC).map((r) => r.name).sort(), [...PRESYNC_NAMES].sort());
 
         // Every command belongs to exactly one documented step or to the pre-sync.
         const placed = new Set([...steps.flatMap(([, rs]) => rs.map((r) => r.urn)), ...graph.named(PRESYNC).map((r) => r.urn)]);
@@ -37,13 +42,16 @@ for (const [label, config] of [
             }
             order.push(step);
         });
-        assert.deepEqual(order, DOCUMENTED.map(([s]) => s));
+        assert.deepEqual(order, MAIN_STAGES.map(([s]) => s));
 
         for (const r of graph.named(PRESYNC)) {
             for (const b of steps[0][1]) assert.ok(graph.waitsFor(r.urn).has(b.urn), `${r.name} must wait for step 1 (${b.name})`);
         }
-        const stop = graph.named(/^data-support-incremental-copy-stop-old-crons$/)[0];
-        for (const p of graph.named(PRESYNC)) assert.ok(graph.waitsFor(stop.urn).has(p.urn), `the halt of incremental crons must wait for ${p.name}`);
+        const stops = graph.named(/^data-support-incremental-copy-stop-(old|new)-crons$/);
+        assert.equal(stops.length, 2);
+        for (const stop of stops) {
+            for (const p of graph.named(PRESYNC)) assert.ok(graph.waitsFor(stop.urn).has(p.urn), `${stop.name} must wait for ${p.name}`);
+        }
     });
 }
 

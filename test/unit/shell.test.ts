@@ -6,7 +6,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { quote, sh } from "../../components/shell";
-import { renderCrawlScript, scrapyArgs } from "../../components/incrementalCrawls";
+import { renderCrawlScript } from "../../components/incrementalCrawls";
 import { parseStackConfig } from "../../components/config";
 import { mainConfig } from "../support/fixtures";
 
@@ -72,11 +72,69 @@ test("crawl scripts pass spider arguments with spaces and quotes intact", () => 
     execFileSync("sh", ["-n", path.join(dir, "crawl.sh")]);
     execFileSync("sh", [path.join(dir, "crawl.sh")], { cwd: dir });
     const argv = JSON.parse(fs.readFileSync(path.join(dir, "argv.json"), "utf8"));
-    const expected = [...scrapyArgs(crawl, dir, "kingfisher_collect")];
+    // Written out: spider arguments as -a, settings as -s, in the config's order.
+    const expected = [
+        "crawl",
+        "x_api",
+        "-a",
+        "crawl_time=2025-05-06T00:00:00",
+        "-a",
+        "from_date=2020-01-01",
+        "-a",
+        `q=it's "quoted" $(touch CANARY) ; x`,
+        "-s",
+        `FILES_STORE=${dir}/data`,
+        "-s",
+        "DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect",
+        "-s",
+        "CLOSESPIDER_ITEMCOUNT=10",
+    ];
     assert.deepEqual(argv.slice(0, expected.length), expected);
+    assert.equal(argv.length, expected.length + 1);
     assert.match(argv[expected.length], /^--logfile=.*\/logs\/x_api\/\d{4}\/\d{4}-\d{2}-\d{2}\.log$/);
     assert.ok(argv.includes(`q=it's "quoted" $(touch CANARY) ; x`));
     assert.equal(fs.existsSync(path.join(dir, "CANARY")), false);
     assert.equal(fs.existsSync(path.join(dir, "kingfisher-collect", "CANARY")), false);
     fs.rmSync(dir, { recursive: true });
+});
+
+// Each shell metacharacter alone, at the start, inside and at the end of a word: the value must
+// reach the command verbatim in bash and dash (a value passed unquoted would be expanded, split,
+// globbed, cut by a comment, or end the command).
+const METACHARACTERS = ["$", "`", '"', "'", "\\", ";", "&", "|", "<", ">", "(", ")", "*", "?", "[", "#", "~", "!", "{", "}", " ", "\t", "\n"];
+
+test("each shell metacharacter alone, and in a word, arrives verbatim in bash and dash", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "meta-"));
+    // A file for globs to match: an unquoted * or ? would expand to its name.
+    fs.writeFileSync(path.join(dir, "x"), "");
+    const values = METACHARACTERS.flatMap((c) => [c, `${c}x`, `x${c}`, `a${c}b`, `${c}${c}`]);
+    values.push("-", "-x", "--x", "-n", "-e");
+    for (const shell of ["bash", "dash"]) {
+        for (const value of values) {
+            const out = execFileSync(shell, ["-c", sh`printf '[%s]' ${value}`.text], { cwd: dir, env: { HOME: "/home-of-tilde", PATH: process.env.PATH } }).toString();
+            assert.equal(out, `[${value}]`, `${shell}: ${JSON.stringify(value)} -> ${JSON.stringify(out)}`);
+        }
+    }
+    fs.rmSync(dir, { recursive: true });
+});
+
+test("quote: written-out results for plain words, metacharacters and a leading '-'", () => {
+    const cases: [string | number, string][] = [
+        ["plain", "plain"],
+        ["/var/lib/data-support/ocp04-to-ocp23", "/var/lib/data-support/ocp04-to-ocp23"],
+        ["user@host:22,a=b+c%d", "user@host:22,a=b+c%d"],
+        [12, "12"],
+        ["$", "'$'"],
+        ["a$b", "'a$b'"],
+        ["`", "'`'"],
+        ["it's", "'it'\\''s'"],
+        ["'", "''\\'''"],
+        ["~", "'~'"],
+        ["#", "'#'"],
+        ["a b", "'a b'"],
+        ["-rf", "'-rf'"],
+        ["", "''"],
+        ["é", "'é'"],
+    ];
+    for (const [value, expected] of cases) assert.equal(quote(value), expected, JSON.stringify(value));
 });
