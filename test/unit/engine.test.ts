@@ -10,21 +10,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import type { ApplyRequest, ApplyResult, State } from "../support/apply";
+import type { Spec } from "../support/conformance/program";
 
 const APPLY = path.join(__dirname, "..", "support", "apply.ts");
 const PROGRAM = path.join(__dirname, "..", "support", "conformance", "program.ts");
-
-interface Spec {
-    name: string;
-    create?: string;
-    update?: string;
-    delete?: string;
-    triggers?: unknown[];
-    stdin?: string;
-    stdinFrom?: string;
-    dependsOn?: string[];
-    deleteBeforeReplace?: boolean;
-}
 
 /** A stack of the conformance program: its state file and a log its commands append to. */
 class Stack {

@@ -4,7 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 
-interface Spec {
+/** One local command of the conformance program (the config key `resources` lists them). */
+export interface Spec {
     name: string;
     create?: string;
     update?: string;
