@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import type { ApplyRequest, ApplyResult } from "../test/support/apply";
+import { applyCommand, readApplyResult, type ApplyRequest } from "../test/support/apply";
 import { REPO } from "./program";
 import { readStackConfig } from "./stackConfig";
 
@@ -24,10 +24,9 @@ try {
         scratchDir: dir,
         projectDir: REPO,
     };
-    fs.writeFileSync(path.join(dir, "request.json"), JSON.stringify(request));
-    const child = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO, "test", "support", "apply.ts"), path.join(dir, "request.json"), path.join(dir, "result.json")], { encoding: "utf8" });
-    if (!fs.existsSync(path.join(dir, "result.json"))) throw new Error(`the harness failed:\n${child.stderr}`);
-    const result = JSON.parse(fs.readFileSync(path.join(dir, "result.json"), "utf8")) as ApplyResult;
+    const { argv, resultPath } = applyCommand(request, dir, stack);
+    const child = spawnSync(process.execPath, argv, { encoding: "utf8" });
+    const result = readApplyResult(resultPath, child.status, child.stderr);
     if (!result.ok) {
         console.error(result.error);
         process.exit(1);

@@ -17,6 +17,7 @@
 //   step; pending operations of an interrupted run are reported and dropped by the next run.
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { runArgv } from "../hosts/testbed";
 import { runProgram, type Registered, type StackOutputs } from "./program";
 import { runRemoteCommand } from "./remote";
@@ -390,6 +391,25 @@ export function dependentsFirst<T extends { urn: string; dependencies: string[];
         out.push(...left.splice(i === -1 ? 0 : i, 1));
     }
     return out;
+}
+
+/**
+ * Writes `request` into `dir` (as `request-<tag>.json`) and returns the argv that runs one apply of
+ * it, and where that apply writes its result: harness.ts, the engine's conformance tests and
+ * `npm run preview` all start applies this way.
+ */
+export function applyCommand(request: ApplyRequest, dir: string, tag: string): { argv: string[]; resultPath: string } {
+    const requestPath = path.join(dir, `request-${tag}.json`);
+    const resultPath = path.join(dir, `result-${tag}.json`);
+    fs.writeFileSync(requestPath, JSON.stringify(request));
+    fs.rmSync(resultPath, { force: true });
+    return { argv: ["--import", "tsx", __filename, requestPath, resultPath], resultPath };
+}
+
+/** The result an apply wrote; without one, the harness itself failed, and `output` says why. */
+export function readApplyResult(resultPath: string, status: number | null, output: string): ApplyResult {
+    if (!fs.existsSync(resultPath)) throw new Error(`the harness itself failed (exit ${status}):\n${output}`);
+    return JSON.parse(fs.readFileSync(resultPath, "utf8")) as ApplyResult;
 }
 
 if (require.main === module) void main();

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
 import { REPO } from "./program";
-import type { ApplyEvent, ApplyRequest, ApplyResult, StepRecord } from "./apply";
+import { applyCommand, readApplyResult, type ApplyEvent, type ApplyRequest, type ApplyResult, type StepRecord } from "./apply";
 import { operatorCommand, STATE_DIR, type Testbed } from "../hosts/testbed";
 
 export type { ApplyEvent, ApplyResult, StepRecord };
@@ -89,18 +89,12 @@ export class Harness {
             scratchDir: path.join(this.dir, "scratch"),
             projectDir: path.join(this.dir, "project"),
         };
-        const requestPath = path.join(this.dir, `request-${stack}.json`);
-        const resultPath = path.join(this.dir, `result-${stack}.json`);
-        fs.writeFileSync(requestPath, JSON.stringify(request));
-        fs.rmSync(resultPath, { force: true });
-        return { argv: ["--import", "tsx", path.join(__dirname, "apply.ts"), requestPath, resultPath], resultPath };
+        return applyCommand(request, this.dir, stack);
     }
 
     private collect(resultPath: string, status: number | null, output: string): ApplyResult {
-        if (!fs.existsSync(resultPath)) throw new Error(`the harness itself failed (exit ${status}):\n${output}`);
-        return JSON.parse(fs.readFileSync(resultPath, "utf8")) as ApplyResult;
-    }
-}
+        return readApplyResult(resultPath, status, output);
+    }}
 
 export interface ApplyOptions {
     stack?: string;

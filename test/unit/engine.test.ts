@@ -9,10 +9,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
-import type { ApplyRequest, ApplyResult, State } from "../support/apply";
+import { applyCommand, readApplyResult, type ApplyRequest, type ApplyResult, type State } from "../support/apply";
 import type { Spec } from "../support/conformance/program";
 
-const APPLY = path.join(__dirname, "..", "support", "apply.ts");
 const PROGRAM = path.join(__dirname, "..", "support", "conformance", "program.ts");
 
 /** A stack of the conformance program: its state file and a log its commands append to. */
@@ -50,18 +49,13 @@ class Stack {
             projectDir: this.dir,
             program: PROGRAM,
         };
-        const requestPath = path.join(this.dir, "request.json");
-        const resultPath = path.join(this.dir, "result.json");
-        fs.writeFileSync(requestPath, JSON.stringify(request));
-        fs.rmSync(resultPath, { force: true });
-        return { argv: ["--import", "tsx", APPLY, requestPath, resultPath], resultPath };
+        return applyCommand(request, this.dir, "main");
     }
 
     up(resources: Spec[], options: { preview?: boolean; replace?: string[] } = {}): ApplyResult {
         const { argv, resultPath } = this.request(resources, options);
         const child = spawnSync(process.execPath, argv, { encoding: "utf8" });
-        assert.ok(fs.existsSync(resultPath), `the harness itself failed: ${child.stderr}${child.stdout}`);
-        return JSON.parse(fs.readFileSync(resultPath, "utf8"));
+        return readApplyResult(resultPath, child.status, `${child.stderr}${child.stdout}`);
     }
 
     /** Starts an `up` and kills it (as Ctrl-C twice, or a lost machine would) once `until` holds. */
