@@ -89,6 +89,10 @@ const clock = () => {
 };
 const say = (line: string) => console.log(`[${clock()}] ${line}`);
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+const stepCount = (steps: { action: string }[]) => {
+    const n = steps.filter((s) => s.action !== "same").length;
+    return `${n} step${n === 1 ? "" : "s"}`;
+};
 const seconds = (ms: number) => (ms < 60_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`);
 const num = (n: number) => n.toLocaleString("en-US");
 
@@ -312,7 +316,7 @@ Measured on the hosts (fingerprints: rows and md5 per table; paths, sizes and sh
   replica: ${String(replica.outputs.status ?? "")}; kingfisher_collect on the replica: ${equal(before.tables, onReplica.tables)} to the old server's
 Old server halted (start of ${HALT_STEP.replace(/^data-support-/, "")} to the end of the last copy): ${haltStart && copyEnds.length ? seconds(Math.max(...copyEnds) - haltStart) : "unknown"}
   ${COPY_STEPS.map((n) => `${n.replace(/^data-support-/, "")} ${timed.start.has(n) && timed.end.has(n) ? seconds(timed.end.get(n)! - timed.start.get(n)!) : "?"}`).join(", ")}
-pulumi up -s main: ${main.steps.filter((s) => s.action !== "same").length} steps in ${seconds(mainMs)}; pulumi up -s replica: ${replica.steps.filter((s) => s.action !== "same").length} steps in ${seconds(replicaMs)}
+pulumi up -s main: ${stepCount(main.steps)} in ${seconds(mainMs)}; pulumi up -s replica: ${stepCount(replica.steps)} in ${seconds(replicaMs)}
 Second pulumi up: ${changed.length === 0 ? `nothing changed (${again.steps.length + againReplica.steps.length} resources, all same)` : `CHANGED ${changed.map((s) => `${s.action} ${s.name}`).join(", ")}`}
 Rehearsal: ${seconds(Date.now() - t0)} in all`);
 

@@ -119,7 +119,7 @@ describe("provider-ssh against Debian's OpenSSH", { skip }, () => {
             listening("target.log") && listening("jump.log") && listening("sha1.log") && fs.existsSync(path.join(dir, "agent.sock")));
         execFileSync("ssh-add", ["-q", path.join(dir, "client_agent")], { env: { ...process.env, SSH_AUTH_SOCK: path.join(dir, "agent.sock") }, stdio: "ignore" });
         // provider-ssh runs inside the namespace, without any SSH_AUTH_SOCK of ours.
-        prefix = ["nsenter", "-t", read("ns.pid").trim(), "-n", "-m", "--", "env", "-u", "SSH_AUTH_SOCK"];
+        prefix = ["nsenter", "-t", read("ns.pid").trim(), "-r", "-n", "-m", "--", "env", "-u", "SSH_AUTH_SOCK"];
     });
 
     after(async () => {

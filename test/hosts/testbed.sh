@@ -184,8 +184,11 @@ holder_main() {
   done
   mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
   if [[ $h == old || $h == new ]]; then
-    # The docker stand-in shadows the machine's docker client (first on PATH: /usr/local/bin).
-    mount --bind "$STATE/bin/docker-standin.py" /usr/local/bin/docker
+    # The docker stand-in, first on PATH (/usr/local/bin). A tmpfs of this host's own: a fresh
+    # Debian machine has no docker client there to bind over, and this machine's /usr/local/bin
+    # (a docker client, links to PostgreSQL's binaries) is not what a Salt-built server has.
+    mount -t tmpfs -o mode=755 tmpfs /usr/local/bin
+    install -m 755 "$STATE/bin/docker-standin.py" /usr/local/bin/docker
     # The pgBackRest stand-in, where PostgreSQL's archive_command finds it: pg_ctlcluster starts
     # the server without PATH, so /bin/sh searches its default path, /usr/local/sbin first. A
     # tmpfs of this host's own (the machine's /usr/local/sbin is left alone).
@@ -220,7 +223,9 @@ host_cmd() {
   shift 2
   pid=$(holder_pid "$h")
   [[ -n "$pid" ]] || die "no such host or testbed not up: $h"
-  exec nsenter -t "$pid" -n -m -u -i -p -- env -i PATH="$PATH_IN_HOST" LANG=C.UTF-8 \
+  # -r: the host's root directory (/, but for a testbed brought up inside a chroot, where entering
+  # a mount namespace alone would leave the chroot).
+  exec nsenter -t "$pid" -r -n -m -u -i -p -- env -i PATH="$PATH_IN_HOST" LANG=C.UTF-8 \
     TERM="${TERM:-dumb}" HOME=/root USER=root LOGNAME=root \
     "$BASH" "$STATE/bin/as-user.sh" "$user" "$@"
 }

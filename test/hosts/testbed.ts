@@ -109,7 +109,8 @@ export function operatorCommand(argv: string[]): string[] {
   const pid = readFileSync(join(STATE_DIR, "hosts", "operator", "pid"), "utf8").trim();
   const t = info();
   return [
-    "nsenter", "-t", pid, "-n", "-m", "-u", "-i", "-p", "--",
+    // -r: the host's own root (entering a mount namespace alone would leave a chroot we run in).
+    "nsenter", "-t", pid, "-r", "-n", "-m", "-u", "-i", "-p", "--",
     "env", "-i", "-C", "/root",
     `PATH=${PATH_IN_HOST}`, "HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8",
     `SSH_AUTH_SOCK=${t.operator.agentSocket}`,
