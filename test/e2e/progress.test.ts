@@ -3,7 +3,9 @@
 // arriving on its own as the provider streams the step's output, and what the state stores stays small.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, up, type Testbed } from "../hosts/testbed";
+import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
+import { USER_TABLES, VERIFY_APPLICATION, verifyMeter, withProgress } from "../../components/progress";
+import { ShellText } from "../../components/shell";
 import { Harness, testbedConfig, type ApplyEvent, type ApplyResult } from "../support/harness";
 import { psql, sh } from "../support/hosts";
 
@@ -79,6 +81,20 @@ test("the pre-sync prints progress lines while it transfers: bytes and files of 
     assert.ok(lines.length >= 2, JSON.stringify(lines));
     for (const [l] of lines.slice(0, -1)) assert.match(l, /^pre-sync of data\/ and logs\/: [\d.]+ [kMG]?B of [\d.]+ MB \(\d+%\), .*; files: \d+ of \d+$/);
     assert.match(lines[lines.length - 1][0], /^pre-sync of data\/ and logs\/: [\d.]+ [kMG]?B of [\d.]+ MB \(\d+%\), .*; done$/);
+});
+
+test("the verification's meter, on a real session named as the verification's: lines while it hashes, with the table it is on", async () => {
+    // The verification of the run above hashes 16 MB in well under 10 s, so it printed only its last
+    // line. Here the meter of components/progress.ts watches a session that takes 21 s, as a
+    // fingerprint of a large table would: PGAPPNAME as the verification sets it, the table it is on
+    // as the first column of its query (what the meter reads from pg_stat_activity).
+    const session = `runuser -u postgres -- env PGAPPNAME=${VERIFY_APPLICATION} psql -X -At -q -d kingfisher_collect -c "SELECT 'progress_bulk', pg_sleep(21)" > /dev/null`;
+    const shell = withProgress(verifyMeter("kingfisher_collect: verifying (new server)", "kingfisher_collect", USER_TABLES), new ShellText(session)).text;
+    const stderr = (await run("new", `{ ${shell}\n} 2>&1 >/dev/null`)).stdout;
+    const lines = stderr.split("\n").filter((l) => l.startsWith("kingfisher_collect: verifying (new server): "));
+    assert.ok(lines.length >= 3, `two lines while it runs and a last one: ${stderr}`);
+    for (const l of lines.slice(0, -1)) assert.match(l, /^kingfisher_collect: verifying \(new server\): [\d.]+ [kMG]?B of [\d.]+ MB \(\d+%\), .*; now on progress_bulk$/);
+    assert.match(lines[lines.length - 1], /^kingfisher_collect: verifying \(new server\): (.*; )?done\b/);
 });
 
 test("the stored output of every step stays small", () => {
