@@ -346,3 +346,25 @@ test("edit 4: the replica, the added Docker app and the allow-list entry removed
     // The crawls were not touched by these edits.
     assert.equal(await crontab(), [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", DR.spider), ...entry("PARAGUAY", PY.spider), ""].join("\n"));
 });
+
+test("edit 5: a crawl's identifier renamed and another's spider renamed: nothing lost, nothing left at the old path", async () => {
+    const PY5 = { ...PY, identifier: "PARAGUAY_DNCP" };
+    const DR5 = { ...DR2, spider: "dominican_republic_bulk" };
+    const result = applyEdit({ crawls: [DR5, PY5], sshPort: 2222 });
+    // The engine creates the renamed crawl's resources first and deletes the old ones last.
+    assert.deepEqual(acted(result), [
+        "create data-support-crawls-paraguay_dncp",
+        "create data-support-crawls-paraguay_dncp-read-access",
+        "delete data-support-crawls-paraguay",
+        "delete data-support-crawls-paraguay-read-access",
+        "update data-support-crawls-crontab",
+        "update data-support-crawls-dominican_republic",
+        "update data-support-crawls-dominican_republic-read-access",
+    ]);
+    assert.equal(await crontab(), [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", "dominican_republic_bulk"), ...entry("PARAGUAY_DNCP", PY.spider), ""].join("\n"));
+    // The same spider's script stays (the old crawl's delete does not remove what the new one
+    // installed); the renamed spider's script moved.
+    assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_bulk.sh", "bin/mexico_nuevo_leon.sh", "bin/paraguay_dncp_releases.sh"]);
+    assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), /OCDS_KINGFISHER_COLLECT_PARAGUAY_DNCP/);
+    assert.deepEqual(await grants(["bi", "dgcp"], ["paraguay_dncp_releases"]), ["bi paraguay_dncp_releases t", "dgcp paraguay_dncp_releases f"]);
+});
