@@ -236,13 +236,16 @@ if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:
             sh`previous=$(cat "$state" 2>/dev/null || true)`,
             sh`printf '%s\\n' ${revokeSql(crawl.users)} ${grantSql(tables, crawl.users)} | ${psql} -v previous="$previous" >/dev/null`,
             sh`printf '%s' ${crawl.users.join(" ")} > "$state"`,
+            sh`printf '%s\\n' ${`${id}-read-access`} > "$state.owner"`,
             sh`echo ${`${crawl.spider}: read access for ${crawl.users.length > 0 ? crawl.users.join(", ") : "no role"}`}`,
         );
         const revokeAll = script(
             sh`state=${state}`,
+            // A crawl renamed (same spider, another identifier): the new one owns the grants now.
+            sh`if [ "$(cat "$state.owner" 2>/dev/null || echo ${`${id}-read-access`})" != ${`${id}-read-access`} ]; then echo ${`${crawl.spider}: read access kept, managed by`} "$(cat "$state.owner")"; exit 0; fi`,
             sh`previous=$(cat "$state" 2>/dev/null || true)`,
             sh`printf '%s\\n' ${revokeSql([])} | ${psql} -v previous="$previous" >/dev/null`,
-            sh`rm -f "$state"`,
+            sh`rm -f "$state" "$state.owner"`,
         );
         return host.command(`${id}-read-access`, { create: converge, update: converge, delete: revokeAll }, opts);
     }

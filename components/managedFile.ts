@@ -31,12 +31,27 @@ export function receiveWhole(path: string, content: string, incomplete: string):
 
 export function managedFile(host: Host, name: string, args: ManagedFileArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
     const { path, owner } = args;
+    const records = `${host.settings.stateDir}/files`;
+    const byName = `${records}/${name}.path`;
+    const byPath = `${records}/${sha256(path)}.owner`;
     const install = script(
         sh`install -d -m 0755 -o ${owner} -g ${owner} ${path.replace(/\/[^/]+$/, "")}`,
         receiveWhole(path, args.content, `${host.hostname}: ${path} arrived incomplete; the old file is unchanged`),
         args.shellScript ? sh`sh -n "$tmp"` : sh`:`,
         sh`chown ${owner}: "$tmp"; chmod ${args.mode} "$tmp"`,
         sh`if cmp -s "$tmp" ${path} && [ "$(stat -c %U:%a ${path})" = ${`${owner}:${args.mode.replace(/^0/, "")}`} ]; then echo ${`${path}: unchanged`}; else mv "$tmp" ${path}; echo ${`${path}: installed`}; fi`,
+        // Which resource installed which path, on the server: a file whose path changed (a crawl's
+        // spider renamed) is removed from its old path, and a resource that left the config does
+        // not remove a path another one installs now (a crawl's identifier renamed: the new one is
+        // created before the old one is deleted).
+        sh`records=${records}; mkdir -p "$records"; prev=$(cat ${byName} 2>/dev/null || true)`,
+        sh`if [ -n "$prev" ] && [ "$prev" != ${path} ] && [ "$(cat "$records/$(printf '%s' "$prev" | sha256sum | cut -d' ' -f1).owner" 2>/dev/null)" = ${name} ]; then rm -f "$prev" "$records/$(printf '%s' "$prev" | sha256sum | cut -d' ' -f1).owner"; echo "$prev: removed (now ${path})"; fi`,
+        sh`printf '%s\\n' ${path} > ${byName}; printf '%s\\n' ${name} > ${byPath}`,
     );
-    return host.command(name, { create: install, update: install, delete: sh`rm -f ${path}`, stdin: args.content }, opts);
+    const remove = script(
+        sh`owner=$(cat ${byPath} 2>/dev/null || echo ${name})`,
+        sh`if [ "$owner" = ${name} ]; then rm -f ${path} ${byPath}; else echo ${`${path}: kept, installed now by`} "$owner"; fi`,
+        sh`rm -f ${byName}`,
+    );
+    return host.command(name, { create: install, update: install, delete: remove, stdin: args.content }, opts);
 }
