@@ -119,6 +119,17 @@ export class MainServer extends pulumi.ComponentResource {
             { parent: this, dependsOn: dependencies },
         );
 
+        // The incremental copy (step 6) is built here, so that the gates can wait for its pre-sync:
+        // the pre-sync runs while the old server is live, and the gates then come right before the
+        // halt. Its copy steps wait for the last gates, which exist only further down: a promise.
+        let releaseCopy!: (gate: pulumi.Resource) => void;
+        const beforeCopy = new Promise<pulumi.Resource>((resolve) => (releaseCopy = resolve));
+        const copy = new IncrementalCopy(
+            `${name}-incremental-copy`,
+            { oldMain, newMain, access, user: incremental.user, home: incremental.home, database: incremental.database, halted: [beforeCopy] },
+            { parent: this, dependsOn: inherited },
+        );
+
         // 3, before 2. Gates: nothing crawls, nothing is queued, asked while the queues' consumers
         // (Kingfisher Process and Pelican, which the halt brings down) still run, so queued
         // messages can drain. The runbook halts first and then waits for empty queues, which with
@@ -131,7 +142,7 @@ export class MainServer extends pulumi.ComponentResource {
                 connect: oldMain.ipv4,
                 consumers: { hostname: oldMain.hostname, user: cfg.docker.user, deployDir: cfg.docker.deployDir, apps: cfg.docker.apps },
             },
-            { parent: this, dependsOn: dependencies },
+            { parent: this, dependsOn: [...dependencies, copy.presync] },
         );
 
         // 2. Halt.
@@ -167,15 +178,11 @@ export class MainServer extends pulumi.ComponentResource {
             { parent: this, dependsOn: dns.passed },
         );
 
-        // 6. Incremental data, then the crawls run on the new server only. The copy is what cannot
-        // be undone (after it the old server's crawls are gone for good), and a run stopped by the
-        // DNS gate or a failure may resume days later: the gates are asked once more right before.
-        const beforeCopy = gates.askAgain("before-copy", `right before the incremental copy (step 6)`, spiders.done);
-        const copy = new IncrementalCopy(
-            `${name}-incremental-copy`,
-            { oldMain, newMain, access, user: incremental.user, home: incremental.home, database: incremental.database, halted: beforeCopy },
-            { parent: this, dependsOn: inherited },
-        );
+        // 6. Incremental data (the copy built above), then the crawls run on the new server only.
+        // The copy is what cannot be undone (after it the old server's crawls are gone for good),
+        // and a run stopped by the DNS gate or a failure may resume days later: the gates are asked
+        // once more right before it.
+        releaseCopy(gates.askAgain("before-copy", `right before the incremental copy (step 6)`, spiders.done)[0]);
         const crawls = new IncrementalCrawls(
             `${name}-crawls`,
             {

@@ -73,6 +73,8 @@ test("the gates come before the halt, and are asked again after it and before th
     assert.ok(waits("data-support-halt-old-server", "data-support-gates-rabbitmq"));
     assert.ok(waits("data-support-halt-new-server", "data-support-gates-scrapyd"));
     assert.ok(!waits("data-support-gates-rabbitmq", "data-support-halt-old-server"));
+    // The long pre-sync runs before the gates, so that the gates and the halt follow each other closely.
+    assert.ok(waits("data-support-gates-scrapyd", "data-support-incremental-copy-presync"));
     assert.ok(waits("data-support-gates-after-halt-scrapyd", "data-support-halt-old-server"));
     assert.ok(waits("data-support-docker-migrate-kingfisher-process", "data-support-gates-after-halt-rabbitmq"));
     assert.ok(waits("data-support-gates-before-copy-scrapyd", "data-support-spiders-deploy"));
