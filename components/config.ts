@@ -115,11 +115,38 @@ const hostKey = z.string().superRefine((line, ctx) => {
     if (problem) ctx.addIssue({ code: "custom", message: problem, params: { [HOST_KEY_FIX]: true } });
 });
 const unixUser = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, "must be a Unix user name (lower case, digits, _ or -)");
+// Paths end up in shell text (quoted), crontab lines (where '%' and spaces would change the entry)
+// and `dirname`-style edits (a trailing '/' or '//' would name another file): one canonical form.
 const absolutePath = z
     .string()
     .regex(/^\/[A-Za-z0-9._\/-]*$/, "must be an absolute path of letters, digits, '.', '_', '-' and '/'")
-    .refine((p) => !p.split("/").includes(".."), "must not contain '..'");
-const pgRole = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a PostgreSQL role name (lower case, digits, _; at most 63)");
+    .refine((p) => !p.split("/").includes(".."), "must not contain '..'")
+    .refine((p) => p !== "/" && !p.endsWith("/") && !p.includes("//") && !p.split("/").includes("."), "must name a file or directory below '/' in canonical form: no trailing '/', no '//', no '.' part")
+    .refine((p) => p.length <= 1024 && p.split("/").every((part) => part.length <= 255), "must be at most 1024 characters, each part at most 255 (a file name's limit)");
+
+/**
+ * PostgreSQL 15's reserved key words (catcode R and T of pg_get_keywords(), read from a PostgreSQL 15
+ * server on 2026-12-01): as a table or role name left unquoted in SQL (`SELECT data FROM <spider>`,
+ * `GRANT ... TO <user>`, `DROP ROLE <role>`) they are a syntax error.
+ */
+export const PG_RESERVED_WORDS = new Set(
+    ("all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation column " +
+        "concurrently constraint create cross current_catalog current_date current_role current_schema current_time " +
+        "current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze " +
+        "from full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit " +
+        "localtime localtimestamp natural not notnull null offset on only or order outer overlaps placing primary references " +
+        "returning right select session_user similar some symmetric table tablesample then to trailing true union unique user " +
+        "using variadic verbose when where window with").split(" "),
+);
+// Role names with a meaning of their own: PostgreSQL refuses to create `public` and `none`, and
+// `pg_*` is kept for its built-in roles; in pg_hba.conf's user column (the replication role's line)
+// `all`, `sameuser`, `samerole`, `samegroup` are key words, and `GRANT ... TO public` grants to everyone.
+const SPECIAL_ROLES = new Set(["public", "none", "sameuser", "samerole", "samegroup", "replication"]);
+const pgRole = z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a PostgreSQL role name (lower case, digits, _; at most 63)")
+    .refine((r) => !PG_RESERVED_WORDS.has(r), "is a word PostgreSQL reserves (it would need quoting in SQL); choose another name")
+    .refine((r) => !SPECIAL_ROLES.has(r) && !r.startsWith("pg_"), "is a role name with a special meaning in PostgreSQL (public, none, pg_*, or a pg_hba.conf key word); choose another name");
 const secretString = z.string().min(1, "must be set (pulumi config set --secret --path ...)").refine((s) => !/[\r\n\0]/.test(s), "must be one line");
 const httpUrl = z
     .string()
@@ -153,24 +180,40 @@ const serverSchema = z.strictObject({
 
 const allowedAddress = z.strictObject({
     address: z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()], { error: "must be an IPv4 or IPv6 address or CIDR range" }),
-    comment: z.string().regex(/^[^\n\r\0\u0085\u2028\u2029#]{1,200}$/, "must be one line without '#' naming what uses the proxy"),
+    // A `# comment` line of tinyproxy.conf and a YAML comment in the pillar: no line break or control character.
+    comment: z.string().regex(/^[^\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029#]{1,200}$/, "must be one line without '#' or control characters, naming what uses the proxy"),
 });
 
 // Spider arguments: either the pillar's string form ("-a key=value -a key2=value2") or a mapping.
 // Both end as a key -> value record; each pair becomes one `-a key=value` argument, never raw shell.
+// Values are one line: they also go into the pillar (YAML) and, through Salt's template, cron.sh.
+const oneLine = z.string().refine((v) => !/[\n\r\0\u0085\u2028\u2029]/.test(v), "must be one line");
 const argKey = /^[a-z_][a-z0-9_]*$/;
+/** What the crawl script passes itself (scrapy's last `-a`/`-s` of a name wins): config must not set these. */
+export const SCRIPT_SPIDER_ARGUMENTS = ["crawl_time"];
+export const SCRIPT_SETTINGS = ["DATABASE_URL", "FILES_STORE", "PROXY_SPIDERS", "SENTRY_DSN", "LOG_FILE"];
+function notSetByScript(owned: string[], what: string) {
+    return (pairs: Record<string, string>, ctx: z.RefinementCtx) => {
+        const taken = Object.keys(pairs).filter((k) => owned.includes(k));
+        if (taken.length > 0) {
+            ctx.addIssue({ code: "custom", message: `sets ${taken.join(", ")}, which the crawl script sets itself (${owned.join(", ")}; ${what}); remove it` });
+        }
+    };
+}
 const spiderArguments = z
     .union([
         z.string().transform((s, ctx) => parsePairs(s, "-a", argKey, ctx)),
-        z.record(z.string().regex(argKey, "keys must be snake case"), z.string().refine((v) => !/[\n\0]/.test(v), "must be one line")),
+        z.record(z.string().regex(argKey, "keys must be snake case"), oneLine),
     ], { error: "must be '-a key=value' pairs or a mapping of snake case keys to one-line strings" })
+    .superRefine(notSetByScript(SCRIPT_SPIDER_ARGUMENTS, "crawl_time comes from the crawl's crawl_time"))
     .default({});
 const settingKey = /^[A-Z][A-Z0-9_]*$/;
 const scrapySettings = z
     .union([
         z.string().transform((s, ctx) => parsePairs(s, "-s", settingKey, ctx)),
-        z.record(z.string().regex(settingKey, "keys must be Scrapy setting names (upper case)"), z.string().refine((v) => !/[\n\0]/.test(v), "must be one line")),
+        z.record(z.string().regex(settingKey, "keys must be Scrapy setting names (upper case)"), oneLine),
     ], { error: "must be '-s key=value' pairs or a mapping of Scrapy setting names to one-line strings" })
+    .superRefine(notSetByScript(SCRIPT_SETTINGS, "the database, the files store, the proxy, Sentry and the log file are the server's"))
     .default({});
 
 function parsePairs(text: string, flag: string, keyRe: RegExp, ctx: z.RefinementCtx): Record<string, string> {
@@ -190,7 +233,13 @@ function parsePairs(text: string, flag: string, keyRe: RegExp, ctx: z.Refinement
 
 const crawlSchema = z.strictObject({
     identifier: z.string().regex(/^[A-Z][A-Z0-9_]*$/, "must be upper case with underscores, e.g. DOMINICAN_REPUBLIC"),
-    spider: z.string().regex(/^[a-z][a-z0-9_]*$/, "must be a snake case spider name, e.g. dominican_republic_api"),
+    // Also a file name (bin/<spider>.sh) and a table name left unquoted in SQL, with cardinal's
+    // idx_<spider>_clean the longest: 4 + 53 + 6 = 63, PostgreSQL's limit (longer names are cut).
+    spider: z
+        .string()
+        .regex(/^[a-z][a-z0-9_]*$/, "must be a snake case spider name, e.g. dominican_republic_api")
+        .max(53, "must be at most 53 characters (its tables and index, e.g. idx_<spider>_clean, must fit PostgreSQL's 63)")
+        .refine((s) => !PG_RESERVED_WORDS.has(s), "is a word PostgreSQL reserves, and it names the spider's table; choose another spider"),
     crawl_time: z.iso.date("must be a real date YYYY-MM-DD, e.g. '2025-05-06'"),
     spider_arguments: spiderArguments,
     cardinal: z.boolean().default(false),
@@ -201,7 +250,10 @@ const crawlSchema = z.strictObject({
     settings: scrapySettings,
 });
 
-const appName = z.string().regex(/^[a-z][a-z0-9-]*$/, "must be an app directory name, e.g. kingfisher-process");
+/** The tables Salt loads into kingfisher_collect (the same list as incrementalCopy.ts's SALT_LOADED_TABLES; a test keeps them equal). */
+const SALT_TABLES = ["codelist", "indicator", "cpc", "unspsc", "excluded_supplier"];
+
+const appName = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be an app directory name (at most 63 characters), e.g. kingfisher-process");
 
 const mainFields = {
         role: z.literal("main"),
@@ -291,7 +343,7 @@ const mainFields = {
             }),
             rabbitmq: z.strictObject({
                 url: httpUrl,
-                vhost: z.string().min(1).default("/"),
+                vhost: z.string().min(1).refine((v) => !/[\x00-\x1f\x7f]/.test(v), "must be one line without control characters").default("/"),
                 username: z.string().regex(/^[^:\s]+$/, "must not contain ':' or spaces"),
                 password: secretString,
             }),
@@ -348,6 +400,17 @@ const mainSchema = z
             const first = cfg.docker.migrations.findIndex((o) => o.app === m.app);
             if (first < i) ctx.addIssue({ code: "custom", path: ["docker", "migrations", i, "app"], message: `migrates '${m.app}' twice (also docker.migrations[${first}]); one migration per app` });
         });
+        // Each crawl's tables (the spider's, and cardinal's <spider>_clean, <spider>_result and index)
+        // live in one schema with Salt's own tables: a spider named like one of them would write there.
+        cfg.incremental.crawls.forEach((crawl, i) => {
+            if (SALT_TABLES.includes(crawl.spider)) {
+                ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "spider"], message: `is the name of a table Salt loads into the crawls' database (${SALT_TABLES.join(", ")}); choose another spider` });
+            }
+            const owner = cfg.incremental.crawls.findIndex((o, j) => j !== i && [`${o.spider}_clean`, `${o.spider}_result`, `idx_${o.spider}_clean`].includes(crawl.spider));
+            if (owner >= 0) {
+                ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "spider"], message: `names a table or index of crawls[${owner}] (spider ${cfg.incremental.crawls[owner].spider}, with cardinal); choose another spider` });
+            }
+        });
         cfg.incremental.crawls.forEach((crawl, i) => {
             // The crawl's script is the resource data-support-crawls-<identifier>: CRONTAB is the crontab's name.
             if (crawl.identifier === "CRONTAB") {
@@ -378,7 +441,8 @@ const replicaSchema = z.strictObject({
             ipv4: z.ipv4("must be an IPv4 address"),
             role: pgRole.default("replica"),
             slot: z.string().regex(/^[a-z0-9_]{1,63}$/, "must be lower case, digits and _").default("replica1"),
-            password: secretString,
+            // The replica writes it into .pgpass, where ':' and '\\' are field syntax; the main stack generates letters and digits.
+            password: secretString.refine((p) => !/[:\\]/.test(p), "must not contain ':' or '\\' (copy it from the main stack: pulumi stack output -s main --show-secrets)"),
             maxWorkerProcesses: z.number().int().min(1).max(262143),
         })
         .optional(),

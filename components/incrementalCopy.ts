@@ -75,12 +75,14 @@ export interface IncrementalCopyArgs {
     user: string;
     home: string;
     database: string;
-    /** The halt (steps 2 and 3) must be done before the final copy. */
-    halted: pulumi.Resource[];
+    /** The halt (steps 2 and 3) must be done before the final copy (may be given before it exists: a promise). */
+    halted: pulumi.Input<pulumi.Resource>[];
 }
 
 export class IncrementalCopy extends pulumi.ComponentResource {
     readonly done: pulumi.Resource[];
+    /** The first copy while the old server is live: the gates wait for it, so that they and the halt follow each other closely. */
+    readonly presync: pulumi.Resource;
 
     constructor(name: string, args: IncrementalCopyArgs, opts?: pulumi.ComponentResourceOptions) {
         super("data-support:incremental:IncrementalCopy", name, {}, opts);
@@ -227,6 +229,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             { parent: this, dependsOn: [...inherited, ...stop] },
         );
         this.done = [copyDatabase, copyFiles];
+        this.presync = presync;
         this.registerOutputs({});
     }
 }

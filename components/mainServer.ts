@@ -119,6 +119,32 @@ export class MainServer extends pulumi.ComponentResource {
             { parent: this, dependsOn: dependencies },
         );
 
+        // The incremental copy (step 6) is built here, so that the gates can wait for its pre-sync:
+        // the pre-sync runs while the old server is live, and the gates then come right before the
+        // halt. Its copy steps wait for the last gates, which exist only further down: a promise.
+        let releaseCopy!: (gate: pulumi.Resource) => void;
+        const beforeCopy = new Promise<pulumi.Resource>((resolve) => (releaseCopy = resolve));
+        const copy = new IncrementalCopy(
+            `${name}-incremental-copy`,
+            { oldMain, newMain, access, user: incremental.user, home: incremental.home, database: incremental.database, halted: [beforeCopy] },
+            { parent: this, dependsOn: inherited },
+        );
+
+        // 3, before 2. Gates: nothing crawls, nothing is queued, asked while the queues' consumers
+        // (Kingfisher Process and Pelican, which the halt brings down) still run, so queued
+        // messages can drain. The runbook halts first and then waits for empty queues, which with
+        // the consumers down may never come (README, "Where we differ from the runbook").
+        const gates = new JobsGate(
+            `${name}-gates`,
+            {
+                scrapyd: { ...cfg.gates.scrapyd },
+                rabbitmq: { ...cfg.gates.rabbitmq },
+                connect: oldMain.ipv4,
+                consumers: { hostname: oldMain.hostname, user: cfg.docker.user, deployDir: cfg.docker.deployDir, apps: cfg.docker.apps },
+            },
+            { parent: this, dependsOn: [...dependencies, copy.presync] },
+        );
+
         // 2. Halt.
         const halt = new HaltJobs(
             `${name}-halt`,
@@ -131,25 +157,17 @@ export class MainServer extends pulumi.ComponentResource {
                 apps: cfg.docker.apps,
                 backupsCron: cfg.paths.postgresBackupsCron,
             },
-            { parent: this, dependsOn: dependencies },
+            { parent: this, dependsOn: gates.passed },
         );
-
-        // 3. Gates: nothing crawls, nothing is queued.
-        const gates = new JobsGate(
-            `${name}-gates`,
-            {
-                scrapyd: { ...cfg.gates.scrapyd },
-                rabbitmq: { ...cfg.gates.rabbitmq },
-                connect: oldMain.ipv4,
-            },
-            { parent: this, dependsOn: halt.done },
-        );
+        // 3, again: whatever arrived between the gates and the halt (a crawl scheduled, a message
+        // published) is caught here, before anything is started or copied.
+        const halted = gates.askAgain("after-halt", `right after the halt of ${oldMain.hostname}`, halt.done);
 
         // 4. Docker apps on the new server.
         const docker = new DockerApps(
             `${name}-docker`,
             { newMain, user: cfg.docker.user, deployDir: cfg.docker.deployDir, apps: cfg.docker.apps, migrations: cfg.docker.migrations },
-            { parent: this, dependsOn: gates.passed },
+            { parent: this, dependsOn: halted },
         );
 
         // 5. Kingfisher Collect: DNS gate, then the spiders.
@@ -160,12 +178,11 @@ export class MainServer extends pulumi.ComponentResource {
             { parent: this, dependsOn: dns.passed },
         );
 
-        // 6. Incremental data, then the crawls run on the new server only.
-        const copy = new IncrementalCopy(
-            `${name}-incremental-copy`,
-            { oldMain, newMain, access, user: incremental.user, home: incremental.home, database: incremental.database, halted: spiders.done },
-            { parent: this, dependsOn: inherited },
-        );
+        // 6. Incremental data (the copy built above), then the crawls run on the new server only.
+        // The copy is what cannot be undone (after it the old server's crawls are gone for good),
+        // and a run stopped by the DNS gate or a failure may resume days later: the gates are asked
+        // once more right before it.
+        releaseCopy(gates.askAgain("before-copy", `right before the incremental copy (step 6)`, spiders.done)[0]);
         const crawls = new IncrementalCrawls(
             `${name}-crawls`,
             {

@@ -25,11 +25,31 @@ export interface Sequence {
 // Each stage of `main` must wait for every resource of every stage before it (test/unit/order.test.ts).
 const MAIN_STAGES: Stage[] = [
     { step: 1, what: "tinyproxy admits the new server (proven), the replica is admitted", names: /^data-support-(tinyproxy|replication)-/ },
+    {
+        step: 3,
+        what: "gates: no Scrapyd job, no RabbitMQ message, asked before the halt",
+        names: /^data-support-gates-(scrapyd|rabbitmq)$/,
+        addition:
+            "the runbook halts first (step 2 brings down Kingfisher Process and Pelican, the queues' consumers) and then waits for empty queues, which may never come; the gates are asked while the consumers still run, so queued messages drain.",
+    },
     { step: 2, what: "docker uid check, new server's crons, old server's backups, crons and apps", names: /^data-support-halt-/ },
-    { step: 3, what: "gates: no Scrapyd job, no RabbitMQ message", names: /^data-support-gates-/ },
+    {
+        step: 3,
+        what: "gates asked again right after the halt",
+        names: /^data-support-gates-after-halt-(scrapyd|rabbitmq)$/,
+        addition:
+            "whatever arrived between the gates and the halt (a crawl scheduled, a message published) stops the run here, with a guide: bring the consumers up on the old server, let the queues drain, bring them down again, run pulumi up again.",
+    },
     { step: 4, what: "docker apps: migrations, then pull and start", names: /^data-support-docker-/ },
     { step: 5, what: "DNS of the collect hostname points at the new server", names: /^data-support-collect-dns-/ },
     { step: 5, what: "deploy the spiders", names: /^data-support-spiders-/ },
+    {
+        step: 6,
+        what: "gates asked again right before the copy",
+        names: /^data-support-gates-before-copy-(scrapyd|rabbitmq)$/,
+        addition:
+            "a run stopped by a later gate (DNS) or a failure may resume days later: whatever started on the old server meanwhile stops the run before the copy, which cannot be undone.",
+    },
     { step: 6, what: "stop the incremental user's crons and processes on the old and the new server", names: /^data-support-incremental-copy-stop-(old|new)-crons$/ },
     { step: 6, what: "copy kingfisher_collect, data/ and logs/, verified", names: /^data-support-incremental-copy-(database|files)$/ },
     { step: 6, what: "the incremental crons run on the new server", names: /^data-support-crawls-/ },

@@ -15,12 +15,14 @@ export const MAIN_STAGES: [string, string[]][] = [
             "data-support-replication-max-worker-processes",
         ],
     ],
+    // The gates come before the halt, while the queues' consumers still run (README, "Where we differ").
+    ["3 gates: no Scrapyd job, no RabbitMQ message, asked before the halt", ["data-support-gates-scrapyd", "data-support-gates-rabbitmq"]],
     [
         // With the WAL gate: the new server must not archive into the old server's pgBackRest stanza.
         "2 docker uid check, new server's crons, old server's backups, crons and apps",
         ["data-support-halt-docker-uid-check", "data-support-halt-old-wal-archiving", "data-support-halt-wal-archiving-check", "data-support-halt-new-server", "data-support-halt-old-server"],
     ],
-    ["3 gates: no Scrapyd job, no RabbitMQ message", ["data-support-gates-scrapyd", "data-support-gates-rabbitmq"]],
+    ["3 gates asked again right after the halt", ["data-support-gates-after-halt-scrapyd", "data-support-gates-after-halt-rabbitmq"]],
     [
         "4 docker apps: migrations, then pull and start",
         [
@@ -33,6 +35,7 @@ export const MAIN_STAGES: [string, string[]][] = [
     ],
     ["5 DNS of the collect hostname points at the new server", ["data-support-collect-dns-dns"]],
     ["5 deploy the spiders", ["data-support-spiders-deploy"]],
+    ["6 gates asked again right before the copy", ["data-support-gates-before-copy-scrapyd", "data-support-gates-before-copy-rabbitmq"]],
     ["6 stop the incremental user's crons and processes on the old and the new server", ["data-support-incremental-copy-stop-old-crons", "data-support-incremental-copy-stop-new-crons"]],
     ["6 copy kingfisher_collect, data/ and logs/, verified", ["data-support-incremental-copy-database", "data-support-incremental-copy-files"]],
     [

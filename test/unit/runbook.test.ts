@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { ConfigError } from "../../components/config";
 import { buildRunbook, renderJson, renderMarkdown, runbookForStack, runbookSteps, type RunbookStep } from "../../scripts/runbook";
-import { MAIN_STEP_OF } from "../support/expected";
+import { MAIN_STAGES, MAIN_STEP_OF, PRESYNC } from "../support/expected";
 import { readStackConfig, SECRET, StackFileError } from "../../scripts/stackConfig";
 import { CANARY, mainConfig, withReplica } from "../support/fixtures";
 import { REPO, runProgram } from "../support/program";
@@ -48,13 +48,19 @@ for (const [label, config] of CONFIGS) {
         }
     });
 
-    test(`step numbers never go down and are those of the documented sequence (${label})`, async () => {
+    // The gates are asked before the halt (step 3 before 2), then again after it (README, "Where we differ").
+    test(`steps come in the documented sequence's order, with its step numbers (${label})`, async () => {
         const steps = await runbookSteps(config);
+        const stageOf = (name: string) => (PRESYNC.includes(name) ? 0 : MAIN_STAGES.findIndex(([, names]) => names.includes(name)));
         steps.forEach((s, i) => {
             assert.equal(s.step, MAIN_STEP_OF[s.name], `${s.name}: step ${s.step}`);
-            if (i > 0) assert.ok(s.step >= steps[i - 1].step, `${s.name} (step ${s.step}) after ${steps[i - 1].name} (step ${steps[i - 1].step})`);
+            if (i > 0 && !PRESYNC.includes(s.name)) {
+                const before = steps.slice(0, i).filter((b) => !PRESYNC.includes(b.name)).map((b) => stageOf(b.name));
+                assert.ok(before.every((b) => b <= stageOf(s.name)), `${s.name} (stage ${stageOf(s.name)}) after a later stage`);
+            }
         });
-        assert.deepEqual([...new Set(steps.map((s) => s.step))], [1, 2, 3, 4, 5, 6, 7, 8]);
+        const numbers = steps.filter((s) => !PRESYNC.includes(s.name)).map((s) => s.step);
+        assert.deepEqual(numbers.filter((n, i) => n !== numbers[i - 1]), [1, 3, 2, 3, 4, 5, 6, 7, 8]);
     });
 }
 
@@ -78,15 +84,23 @@ test("desired state, one-off and gates are told apart, with each gate's conditio
     }
     const gates = steps.filter((s) => s.kind === "gate");
     assert.deepEqual(gates.map((g) => [g.name, g.step, g.host?.key]), [
-        ["data-support-halt-wal-archiving-check", 2, "newMain"],
         ["data-support-gates-scrapyd", 3, "operator"],
         ["data-support-gates-rabbitmq", 3, "operator"],
+        ["data-support-halt-wal-archiving-check", 2, "newMain"],
+        ["data-support-gates-after-halt-scrapyd", 3, "operator"],
+        ["data-support-gates-after-halt-rabbitmq", 3, "operator"],
         ["data-support-collect-dns-dns", 5, "operator"],
+        ["data-support-gates-before-copy-scrapyd", 6, "operator"],
+        ["data-support-gates-before-copy-rabbitmq", 6, "operator"],
     ]);
-    assert.match(gates.shift()!.condition!, /does not archive WAL into the old server's pgBackRest stanza/);
+    const again = gates.filter((g) => /after-halt|before-copy/.test(g.name));
+    assert.match(again[0].condition!, /is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\) whatever DNS says; asked again right after the halt of ocp04\.open-contracting\.org$/);
+    assert.match(again[3].condition!, /is empty \(a queue whose count is unknown counts as busy\); asked again right before the incremental copy \(step 6\)$/);
+    gates.splice(2, 1);
+    assert.match(byName.get("data-support-halt-wal-archiving-check")!.condition!, /does not archive WAL into the old server's pgBackRest stanza/);
     assert.match(gates[0].condition!, /no Scrapyd job of any project \(listprojects\.json, with kingfisher\) is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\) whatever DNS says/);
     assert.match(gates[1].condition!, /every RabbitMQ queue in vhost \/ at https:\/\/rabbitmq\.kingfisher\.open-contracting\.org, asked at 198\.51\.100\.4 \(the old server\), is empty/);
-    assert.match(gates[2].condition!, /collect\.kingfisher\.open-contracting\.org resolves.* to 198\.51\.100\.23 only, and any AAAA record to 2001:db8:d5::23/);
+    assert.match(gates[4].condition!, /collect\.kingfisher\.open-contracting\.org resolves.* to 198\.51\.100\.23 only, and any AAAA record to 2001:db8:d5::23/);
     const halt = byName.get("data-support-halt-old-server")!;
     assert.deepEqual(halt.host, { key: "oldMain", hostname: "ocp04.open-contracting.org", ssh: { user: "root", address: "198.51.100.4", port: 22 } });
     assert.deepEqual(halt.component, { type: "data-support:migration:HaltJobs", name: "data-support-halt" });
