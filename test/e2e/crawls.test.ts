@@ -17,7 +17,7 @@ const PY = { identifier: "PARAGUAY", spider: "paraguay_dncp_releases", crawl_tim
 
 const config = (crawls: Record<string, unknown>[]) => {
     const cfg = testbedConfig(tb);
-    cfg.incremental = { crawls };
+    cfg.incremental = { ...cfg.incremental, crawls };
     return cfg;
 };
 const acted = (r: ApplyResult) => r.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`).sort();

@@ -24,6 +24,7 @@ before(async () => {
         tinyproxy: { port: 8888, checkUrl: tb.web.url, keep: COMMENTS.map((comment, i) => ({ address: `203.0.113.${i + 1}`, comment })) },
     });
     cfg.incremental = {
+        ...cfg.incremental,
         crawls: [
             { identifier: "HOSTILE", spider: "hostile_api", crawl_time: "2025-05-06", spider_arguments: ARGS, settings: SETTINGS },
             { identifier: "CARDINAL", spider: "cardinal_api", crawl_time: "2025-05-06", cardinal: true, cardinal_settings: CARDINAL },
