@@ -42,7 +42,7 @@ function crawls(n: number): Record<string, unknown>[] {
 
 /** In the child: one preview of the main stack with `n` crawls. */
 async function child(n: number): Promise<void> {
-    const config = mainConfig({ incremental: { crawls: crawls(n) } });
+    const config = mainConfig({ incremental: { ...mainConfig().incremental, crawls: crawls(n) } });
     const rssBefore = process.resourceUsage().maxRSS;
     const start = process.hrtime.bigint();
     const run = await runProgram(config, { preview: true });

@@ -248,10 +248,18 @@ const crawlSchema = z.strictObject({
     users: z.array(pgRole).default([]),
     day: z.number().int().min(1, "must be 1 to 28").max(28, "must be 1 to 28").optional(),
     settings: scrapySettings,
+    // The pillar's `proxy`: Salt's cron.sh passes -s PROXY_SPIDERS=<spider> when it is set.
+    proxy: z.boolean().default(false),
 });
 
 /** The tables Salt loads into kingfisher_collect (the same list as incrementalCopy.ts's SALT_LOADED_TABLES; a test keeps them equal). */
 const SALT_TABLES = ["codelist", "indicator", "cpc", "unspsc", "excluded_supplier"];
+
+// Salt's cron.sh passes -s SENTRY_DSN={{ pillar.kingfisher_collect.env.SENTRY_DSN }} unquoted, and
+// the crawl script must equal Salt's byte for byte: only the characters of a Sentry DSN URL.
+const sentryDsn = z
+    .string()
+    .regex(/^https:\/\/[A-Za-z0-9]+(:[A-Za-z0-9]+)?@[a-z0-9.-]+(:[0-9]+)?\/[A-Za-z0-9\/_-]*[0-9]$/, "must be a Sentry DSN such as https://<key>@o1.ingest.sentry.io/<project> (pillar kingfisher_collect.env.SENTRY_DSN); set it with pulumi config set --secret --path 'data-support:incremental.sentryDsn' ...");
 
 const appName = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "must be an app directory name (at most 63 characters), e.g. kingfisher-process");
 
@@ -332,6 +340,8 @@ const mainFields = {
                 home: absolutePath.default("/home/incremental"),
                 database: pgRole.default("kingfisher_collect"),
                 crawls: z.array(crawlSchema).default([]),
+                // A secret: the Sentry DSN every crawl script passes to scrapy, as Salt's does.
+                sentryDsn: sentryDsn.optional(),
             })
             .default({ user: "incremental", home: "/home/incremental", database: "kingfisher_collect", crawls: [] }),
         gates: z.strictObject({
@@ -374,7 +384,15 @@ const mainSchema = z
             if (crawl.cardinal_settings !== undefined && !crawl.cardinal) {
                 ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "cardinal_settings"], message: "is set but cardinal is not true; set cardinal: true or remove it" });
             }
+            // bi/settings/<spider>.ini is Salt's file (salt/kingfisher/collect/files/cardinal/): the
+            // program writes it, so it must hold the same text, not an empty file.
+            if (crawl.cardinal && crawl.cardinal_settings === undefined) {
+                ctx.addIssue({ code: "custom", path: ["incremental", "crawls", i, "cardinal_settings"], message: `is required with cardinal: true; give the text of salt/kingfisher/collect/files/cardinal/${crawl.spider}.ini of the deploy repository` });
+            }
         });
+        if (cfg.incremental.crawls.length > 0 && cfg.incremental.sentryDsn === undefined) {
+            ctx.addIssue({ code: "custom", path: ["incremental", "sentryDsn"], message: "is required when incremental.crawls is not empty (every crawl script passes it to scrapy, as Salt's cron.sh does); set the pillar's kingfisher_collect.env.SENTRY_DSN with pulumi config set --secret --path 'data-support:incremental.sentryDsn' ..." });
+        }
         const spiders = new Map<string, number>();
         cfg.incremental.crawls.forEach((crawl, i) => {
             // Each crawl owns bin/<spider>.sh, so two crawls of one spider would overwrite each other.
@@ -458,7 +476,7 @@ export type ServerConfig = z.output<typeof serverSchema>;
 export type Crawl = z.output<typeof crawlSchema>;
 
 /** Keys whose values are secrets: never in command text or plain outputs. */
-export const SECRET_PATHS = ["ssh.privateKey", "gates.scrapyd.password", "gates.rabbitmq.password", "main.password"] as const;
+export const SECRET_PATHS = ["ssh.privateKey", "gates.scrapyd.password", "gates.rabbitmq.password", "main.password", "incremental.sentryDsn"] as const;
 
 // A RunError: the runtime prints its message alone, without a stack or the `problems` property
 // (@pulumi/pulumi 3.248.0 cmd/run/run.js, uncaughtHandler: RunError.isInstance -> log.error(err.message)).

@@ -8,7 +8,7 @@ import type { Crawl } from "./config";
 import type { Host } from "./host";
 import { INCREMENTAL_CRON_PATTERN } from "./incrementalCopy";
 import { managedFile } from "./managedFile";
-import { sh, script } from "./shell";
+import { quote, sh, script } from "./shell";
 
 export const MAILTO = "sysadmin@open-contracting.org";
 
@@ -21,6 +21,8 @@ export interface IncrementalCrawlsArgs {
     home: string;
     database: string;
     proxyUrl: string;
+    /** A secret: it reaches the server only inside the crawl scripts, sent on stdin. */
+    sentryDsn: string | undefined;
     crawls: Crawl[];
     /** The copy of incremental data must be done before crawls run on the new server. */
     after: pulumi.Resource[];
@@ -36,37 +38,31 @@ export function cronEntry(crawl: Crawl, home: string): string[] {
     return [`# SALT_CRON_IDENTIFIER:${cronId(crawl)}`, `15 0 ${crawl.day ?? "*"} * * ${crawlPaths(crawl, home).script}`];
 }
 
-/** The scrapy argument vector of a crawl, as the script passes it. */
-export function scrapyArgs(crawl: Crawl, home: string, database: string): string[] {
-    return [
-        "crawl",
-        crawl.spider,
-        "-a",
-        `crawl_time=${crawl.crawl_time}T00:00:00`,
-        ...Object.entries(crawl.spider_arguments).flatMap(([k, v]) => ["-a", `${k}=${v}`]),
-        "-s",
-        `FILES_STORE=${home}/data`,
-        "-s",
-        `DATABASE_URL=${databaseUrl(database)}`,
-        ...Object.entries(crawl.settings).flatMap(([k, v]) => ["-s", `${k}=${v}`]),
-    ];
+/** Salt's no_proxy for the crawls (salt/kingfisher/collect/files/cron.sh at deploy afaedf6b). */
+export const NO_PROXY = "localhost,sentry.io,standard.open-contracting.org";
+
+/**
+ * The crawl's spider arguments as the pillar holds them (one string, each `-a key=value` pair
+ * shell-quoted) and as Salt's template pastes them into the command line.
+ */
+export function pillarSpiderArguments(crawl: Crawl): string | undefined {
+    const pairs = Object.entries(crawl.spider_arguments);
+    return pairs.length > 0 ? pairs.map(([k, v]) => `-a ${quote(`${k}=${v}`)}`).join(" ") : undefined;
 }
 
-/** Where a crawl's files live on the server. */
+/** Where a crawl's files live on the server: where salt/kingfisher/collect/incremental.sls puts them. */
 export function crawlPaths(crawl: Crawl, home: string) {
     return {
         script: `${home}/bin/${crawl.spider}.sh`,
-        // Spider names hold no '.', so these never collide with another spider's script.
-        cardinalScript: `${home}/bin/${crawl.spider}.cardinal.sh`,
-        cardinalSettings: `${home}/cardinal/${crawl.spider}.ini`,
-        cardinalResultSql: `${home}/cardinal/${crawl.spider}.result.sql`,
-        cardinalScratch: `${home}/cardinal/scratch`,
+        cardinalSettings: `${home}/bi/settings/${crawl.spider}.ini`,
+        cardinalResultSql: `${home}/bi/sql/${crawl.spider}_result.sql`,
+        cardinalScratch: `${home}/bi/scratch`,
     };
 }
 
-/** The tables that hold a crawl's data: the spider's own, and cardinal's when it is set. */
-export function crawlTables(crawl: Crawl): string[] {
-    return crawl.cardinal ? [crawl.spider, `${crawl.spider}_clean`, `${crawl.spider}_result`] : [crawl.spider];
+/** The table the crawl's `users` may read: Salt's result.sql grants SELECT on it, and on nothing else. */
+export function grantedTables(crawl: Crawl): string[] {
+    return crawl.cardinal ? [`${crawl.spider}_result`] : [];
 }
 
 const sqlList = (names: string[]) => names.map((n) => `'${n}'`).join(", ");
@@ -79,30 +75,99 @@ export function grantSql(tables: string[], roles: string[]): string {
     return `SELECT format('GRANT SELECT ON %I TO %I', c.relname, r) FROM pg_class c, unnest(ARRAY[${sqlList(roles)}]::text[]) r WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(tables)}) ORDER BY 1 \\gexec`;
 }
 
-/** bin/<spider>.sh: every value is quoted by the shell helper. */
-export function renderCrawlScript(crawl: Crawl, args: { home: string; database: string; proxyUrl: string }): string {
-    const logDir = `${args.home}/logs/${crawl.spider}`;
-    const paths = crawlPaths(crawl, args.home);
+export interface CrawlScriptArgs {
+    home: string;
+    database: string;
+    proxyUrl: string;
+    sentryDsn: string;
+}
+
+/**
+ * bin/<spider>.sh, byte for byte as Salt renders salt/kingfisher/collect/files/cron.sh (deploy
+ * afaedf6b) from the pillar fragment this program outputs (pillar.ts), so that neither a Salt
+ * deploy nor the next `pulumi up` rewrites the other's file. Jinja details followed: `{%- if %}`
+ * eats the newline before it, Salt keeps the template's final newline (salt/utils/templates.py,
+ * render_jinja_tmpl). Values go through the shell helper, which leaves the validated ones
+ * (spider, dates, paths, the DSN) bare, as the template writes them, and quotes anything else.
+ * `settings` is not in the template at that commit; the deploy repository later put its `-s`
+ * lines after DATABASE_URL, and so do we (with settings, the file is not Salt's at afaedf6b).
+ */
+export function renderCrawlScript(crawl: Crawl, args: CrawlScriptArgs): string {
+    const { home, database } = args;
+    const spider = crawl.spider;
+    // Paths below are written bare, as the template writes them: config.ts allows only characters
+    // the shell takes literally in home, spider and database; this holds it.
+    for (const v of [home, spider, database]) if (quote(v) !== v) throw new Error(`not a plain shell word: ${v}`);
+    const scratch = crawlPaths(crawl, home).cardinalScratch;
+    const spiderArguments = pillarSpiderArguments(crawl);
+    const settings = Object.entries(crawl.settings).map(([k, v]) => sh`    -s ${`${k}=${v}`} \\`.text);
     const lines = [
-        sh`#!/bin/sh`,
-        sh`# Managed by data-support (Pulumi): ${cronId(crawl)}. Edit the stack config, not this file.`,
-        sh`set -eu`,
-        sh`export http_proxy=${args.proxyUrl} https_proxy=${args.proxyUrl} no_proxy=localhost`,
-        sh`cd ${`${args.home}/kingfisher-collect`}`,
-        sh`log_dir=${logDir}/$(date +%Y)`,
-        sh`mkdir -p "$log_dir"`,
-        sh`./.ve/bin/scrapy ${scrapyArgs(crawl, args.home, args.database)} --logfile="$log_dir/$(date +%Y-%m-%d).log"`,
+        "#!/bin/sh",
+        "# shellcheck disable=SC1083",
+        "",
+        "set -eu",
+        "",
+        sh`cd ${`${home}/kingfisher-collect`}`.text,
+        "",
+        sh`env ${`http_proxy=${args.proxyUrl}`} ${`https_proxy=${args.proxyUrl}`} ${`no_proxy=${NO_PROXY}`} .ve/bin/scrapy crawl \\`.text,
+        `    ${sh`${spider}`.text}${spiderArguments === undefined ? "" : ` ${spiderArguments}`} \\`,
+        sh`    -a ${`crawl_time=${crawl.crawl_time}T00:00:00`} \\`.text,
+        sh`    -s ${`FILES_STORE=${home}/data`} \\`.text,
+        sh`    -s ${`DATABASE_URL=${databaseUrl(database)}`} \\`.text,
+        ...settings,
+        sh`    -s ${`PROXY_SPIDERS=${crawl.proxy ? spider : ""}`} \\`.text,
+        sh`    -s ${`SENTRY_DSN=${args.sentryDsn}`} \\`.text,
+        // Inside double quotes, as the template has it: $(date +%F) runs when the crawl does.
+        `    --logfile="${home}/logs/${spider}-$(date +%F).log"`,
+        "",
+        "# shellcheck disable=all",
     ];
-    if (crawl.users.length > 0) {
-        // Read access for `users`: the crawl creates the spider's table on its first run, so the
-        // grant is applied after every crawl, to exactly this crawl's tables. Default privileges
-        // (ALTER DEFAULT PRIVILEGES) would also cover later tables, but of every spider: too wide.
+    if (crawl.cardinal) {
+        const p = crawlPaths(crawl, home);
+        const psql = sh`psql -U ${database} -h localhost`.text;
+        const cardinal = `${home}/.cargo/bin/ocdscardinal`;
         lines.push(
-            sh`printf '%s\\n' ${grantSql([crawl.spider], crawl.users)} | psql -X -q -v ON_ERROR_STOP=1 -d ${databaseUrl(args.database)}`,
+            `${psql} -t -c ${sh`${`SELECT data FROM ${spider}`}`.text} -o ${scratch}/${spider}.jsonl`,
+            "",
+            `${cardinal} prepare \\`,
+            `    -s ${p.cardinalSettings} \\`,
+            `    -o ${scratch}/${spider}.out.jsonl \\`,
+            `    -e ${scratch}/${spider}.err.csv \\`,
+            `    ${scratch}/${spider}.jsonl`,
+            "",
+            `if [ -s ${scratch}/${spider}.err.csv ]; then`,
+            `    echo "${scratch}/${spider}.jsonl contains new errors"`,
+            "    exit 1",
+            "fi",
+            "",
+            `${cardinal} indicators \\`,
+            `    -s ${p.cardinalSettings} \\`,
+            "    --map \\",
+            `    ${scratch}/${spider}.out.jsonl \\`,
+            `    > ${scratch}/${spider}.json`,
+            "",
+            "# This appends to the CSV file, to keep flags consistent over time. Delete it manually if results are incorrect.",
+            `${home}/bin/manage.py json-to-csv -q ${scratch}/${spider}.json ${scratch}/${spider}.csv`,
+            "",
+            `${psql} -q \\`,
+            '    -c "BEGIN" \\',
+            `    -c "DROP TABLE IF EXISTS ${spider}_clean" \\`,
+            `    -c "CREATE TABLE ${spider}_clean (data jsonb)" \\`,
+            `    -c "\\copy ${spider}_clean (data) FROM stdin CSV QUOTE e'\\x01' DELIMITER e'\\x02'" \\`,
+            `    -c "CREATE INDEX idx_${spider}_clean ON ${spider}_clean (cast(data->>'date' as text))" \\`,
+            '    -c "END" \\',
+            `    < ${scratch}/${spider}.out.jsonl`,
+            "",
+            `${psql} -q \\`,
+            '    -c "BEGIN" \\',
+            `    -c "DROP TABLE IF EXISTS ${spider}_result" \\`,
+            `    -f ${p.cardinalResultSql} \\`,
+            `    -c "\\copy ${spider}_result (ocid, subject, code, result, buyer_id, procuring_entity_id, tenderer_id, created_at) FROM stdin DELIMITER ',' CSV HEADER" \\`,
+            '    -c "END" \\',
+            `    < ${scratch}/${spider}.csv`,
         );
     }
-    if (crawl.cardinal) lines.push(sh`${paths.cardinalScript}`);
-    return script(...lines).text + "\n";
+    return lines.join("\n") + "\n";
 }
 
 export function databaseUrl(database: string): string {
@@ -110,56 +175,33 @@ export function databaseUrl(database: string): string {
 }
 
 /**
- * bin/<spider>.cardinal.sh, after the deploy repository's cardinal.sh: export the spider's data,
- * run ocdscardinal (prepare, then indicators), reload <spider>_clean, then the result-table SQL
- * (which holds the grants, so tables recreated here are readable again at once).
+ * bi/sql/<spider>_result.sql, as Salt renders salt/kingfisher/collect/files/sql/result.sql with the
+ * crawl's spider and users: the result table, and SELECT on it (only on it) for each user.
  */
-export function renderCardinalScript(crawl: Crawl, args: { home: string; database: string }): string {
-    const p = crawlPaths(crawl, args.home);
-    const spider = crawl.spider;
-    const psql = sh`psql -X -q -v ON_ERROR_STOP=1 -d ${databaseUrl(args.database)}`;
-    return (
-        script(
-            sh`#!/bin/sh`,
-            sh`# Managed by data-support (Pulumi): cardinal step of ${cronId(crawl)}.`,
-            sh`set -eu`,
-            sh`scratch=${p.cardinalScratch} settings=${p.cardinalSettings} cardinal=${`${args.home}/.cargo/bin/ocdscardinal`}`,
-            sh`mkdir -p "$scratch"`,
-            sh`${psql} -t -A -c ${`SELECT data FROM ${spider}`} -o ${`${p.cardinalScratch}/${spider}.jsonl`}`,
-            sh`"$cardinal" prepare -s "$settings" -o ${`${p.cardinalScratch}/${spider}.out.jsonl`} -e ${`${p.cardinalScratch}/${spider}.err.csv`} ${`${p.cardinalScratch}/${spider}.jsonl`}`,
-            sh`if [ -s ${`${p.cardinalScratch}/${spider}.err.csv`} ]; then echo ${`${spider}: cardinal found new errors; see ${p.cardinalScratch}/${spider}.err.csv`} >&2; exit 1; fi`,
-            sh`"$cardinal" indicators -s "$settings" --map ${`${p.cardinalScratch}/${spider}.out.jsonl`} > ${`${p.cardinalScratch}/${spider}.json`}`,
-            sh`${psql} -c BEGIN -c ${`DROP TABLE IF EXISTS ${spider}_clean`} -c ${`CREATE TABLE ${spider}_clean (data jsonb)`} -c ${`\\copy ${spider}_clean (data) FROM stdin CSV QUOTE e'\\x01' DELIMITER e'\\x02'`} -c ${`CREATE INDEX idx_${spider}_clean ON ${spider}_clean (cast(data->>'date' as text))`} -c END < ${`${p.cardinalScratch}/${spider}.out.jsonl`}`,
-            sh`${psql} -f ${p.cardinalResultSql}`,
-        ).text + "\n"
-    );
-}
-
-/** cardinal/<spider>.result.sql: the result table, and read access for `users` to both tables. */
 export function renderCardinalResultSql(crawl: Crawl): string {
-    const lines = [
-        `-- Managed by data-support (Pulumi): cardinal result table of ${cronId(crawl)}.`,
+    return [
         `CREATE TABLE IF NOT EXISTS ${crawl.spider}_result (`,
-        "    id serial PRIMARY KEY,",
-        "    ocid text,",
+        "    id serial PRIMARY KEY, -- an auto-incrementing ID that has no semantics",
+        "    ocid text, -- matches /ocid in the compiled release JSON",
+        "    -- the indicator's scope, one of OCID, Buyer, ProcuringEntity, Tenderer",
         "    subject text,",
-        "    code text,",
-        "    result numeric,",
-        "    buyer_id text,",
-        "    procuring_entity_id text,",
-        "    tenderer_id text,",
-        "    created_at timestamp without time zone",
+        "    code text, -- the indicator's code",
+        "    result numeric, -- an individual indicator result",
+        "    buyer_id text, -- matches /buyer/id in the JSON",
+        "    procuring_entity_id text, -- matches /tender/procuringEntity/id in the JSON",
+        "    tenderer_id text, -- matches /bids/details[]/tenderers[]/id in the JSON",
+        "    created_at timestamp without time zone -- the time when this row was added",
         ");",
-        ...crawl.users.map((u) => `GRANT SELECT ON ${crawl.spider}_result, ${crawl.spider}_clean TO ${u};`),
-        "",
-    ];
-    return lines.join("\n");
+        ...crawl.users.map((u) => `    GRANT SELECT ON ${crawl.spider}_result TO ${u};`),
+    ].join("\n") + "\n";
 }
 
-/** cardinal/<spider>.ini: the settings given in config, under a header. */
+/**
+ * bi/settings/<spider>.ini: Salt copies salt/kingfisher/collect/files/cardinal/<spider>.ini as it
+ * is, so the program writes `cardinal_settings` as it is (config.ts requires it with cardinal).
+ */
 export function renderCardinalSettings(crawl: Crawl): string {
-    const body = crawl.cardinal_settings ?? "";
-    return `; Managed by data-support (Pulumi): ocdscardinal settings for ${crawl.spider}.\n${body}${body === "" || body.endsWith("\n") ? "" : "\n"}`;
+    return crawl.cardinal_settings ?? "";
 }
 
 export class IncrementalCrawls extends pulumi.ComponentResource {
@@ -170,17 +212,22 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
         const inherited = inheritedDependsOn(opts);
         const { newMain, user, home } = args;
         const after = { parent: this, dependsOn: [...inherited, ...args.after] };
+        const sentryDsn = args.sentryDsn;
+        if (args.crawls.length > 0 && sentryDsn === undefined) throw new Error("incremental.sentryDsn is required with crawls (config.ts checks it)");
         const files = args.crawls.flatMap((crawl) => {
             const id = `${name}-${crawl.identifier.toLowerCase()}`;
             const p = crawlPaths(crawl, home);
-            const installed = [
-                managedFile(newMain, id, { path: p.script, owner: user, mode: "0755", shellScript: true, content: renderCrawlScript(crawl, { home, database: args.database, proxyUrl: args.proxyUrl }) }, after),
-            ];
+            const content = renderCrawlScript(crawl, { home, database: args.database, proxyUrl: args.proxyUrl, sentryDsn: sentryDsn ?? "" });
+            // The script holds the Sentry DSN, as Salt's does: its content is a secret (stdin).
+            const installed = [managedFile(newMain, id, { path: p.script, owner: user, mode: "0755", shellScript: true, secret: true, content }, after)];
             if (crawl.cardinal) {
+                // Earlier versions also wrote bin/<spider>.cardinal.sh (resource <id>-cardinal); the
+                // cardinal steps are in bin/<spider>.sh now, as in Salt's, so that resource is gone
+                // and the next `up` deletes it with its file.
                 installed.push(
-                    managedFile(newMain, `${id}-cardinal`, { path: p.cardinalScript, owner: user, mode: "0755", shellScript: true, content: renderCardinalScript(crawl, { home, database: args.database }) }, after),
-                    managedFile(newMain, `${id}-cardinal-settings`, { path: p.cardinalSettings, owner: user, mode: "0644", content: renderCardinalSettings(crawl) }, after),
-                    managedFile(newMain, `${id}-cardinal-result-sql`, { path: p.cardinalResultSql, owner: user, mode: "0644", content: renderCardinalResultSql(crawl) }, after),
+                    // bi/scratch is where the script works (incremental.sls makes it with the others).
+                    managedFile(newMain, `${id}-cardinal-settings`, { path: p.cardinalSettings, owner: user, mode: "0644", content: renderCardinalSettings(crawl), alsoDirs: [`${home}/bi`, p.cardinalScratch] }, after),
+                    managedFile(newMain, `${id}-cardinal-result-sql`, { path: p.cardinalResultSql, owner: user, mode: "0644", content: renderCardinalResultSql(crawl), alsoDirs: [`${home}/bi`] }, after),
                 );
             }
             installed.push(this.readAccess(id, crawl, args, after));
@@ -214,38 +261,48 @@ export class IncrementalCrawls extends pulumi.ComponentResource {
     }
 
     /**
-     * Read access for the crawl's `users` to the crawl's tables that exist now; the crawl script
-     * grants again after each run (tables created later). The roles this step granted are kept in
-     * a file on the server, so a role that leaves the list has exactly those grants revoked, and
-     * grants made by others (Salt's read groups) are left alone.
+     * Read access as Salt's result.sql gives it: SELECT on <spider>_result, and only that, for the
+     * crawl's `users` when it is a cardinal crawl. The crawl script grants it again each time it
+     * rebuilds the table (result.sql); this step grants it at once on the table the copy brought,
+     * and revokes what it granted from a role that leaves the list. The roles it granted are kept in
+     * a file on the server, so grants made by others are left alone. Earlier versions also granted
+     * the spider's table and <spider>_clean, and kept their roles in another file (`legacy`): those
+     * grants, which Salt never makes, are revoked, and that file goes.
      */
     private readAccess(id: string, crawl: Crawl, args: IncrementalCrawlsArgs, opts: pulumi.CustomResourceOptions) {
         const host = args.newMain;
-        const state = `${host.settings.stateDir}/grants/${args.database}.${crawl.spider}`;
-        const tables = crawlTables(crawl);
+        const dir = `${host.settings.stateDir}/grants`;
+        const legacy = `${dir}/${args.database}.${crawl.spider}`;
+        const state = `${dir}/${args.database}.${crawl.spider}_result`;
+        const result = `${crawl.spider}_result`;
+        const users = grantedTables(crawl).length > 0 ? crawl.users : [];
         const psql = sh`runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d ${args.database}`;
-        const revokeSql = (keep: string[]) =>
-            `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'previous', ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(crawlTables({ ...crawl, cardinal: true }))}) ORDER BY 1 \\gexec`;
+        const revokeSql = (roles: string, tables: string[], keep: string[]) =>
+            `SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(${roles}, ' ')) r WHERE r <> ALL (ARRAY[${sqlList(keep)}]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN (${sqlList(tables)}) ORDER BY 1 \\gexec`;
+        const revoke = (keep: string[]) => [
+            revokeSql(":'legacy'", [crawl.spider, `${crawl.spider}_clean`], []),
+            revokeSql(":'legacy' || ' ' || :'previous'", [result], keep),
+        ];
+        const owner = `${id}-read-access`;
+        const read = script(sh`previous=$(cat ${state} 2>/dev/null || true) legacy=$(cat ${legacy} 2>/dev/null || true)`);
         // The crawl is named by its identifier, not its index: removing another crawl must not
         // change this one's command.
         const converge = script(
-            sh`state=${state}`,
-            sh`install -d -m 0700 ${state.replace(/\/[^/]+$/, "")}`,
-            sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(crawl.users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
+            sh`install -d -m 0700 ${dir}`,
+            sh`missing=$(${psql} -c ${`SELECT string_agg(u, ' ') FROM unnest(ARRAY[${sqlList(users)}]::text[]) u WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = u)`})
 if [ -n "$missing" ]; then echo ${`${host.hostname}: PostgreSQL role(s) missing:`} "$missing"${`; create them, or remove them from the users of crawl ${crawl.identifier} (data-support:incremental.crawls)`} >&2; exit 1; fi`,
-            sh`previous=$(cat "$state" 2>/dev/null || true)`,
-            sh`printf '%s\\n' ${revokeSql(crawl.users)} ${grantSql(tables, crawl.users)} | ${psql} -v previous="$previous" >/dev/null`,
-            sh`printf '%s' ${crawl.users.join(" ")} > "$state"`,
-            sh`printf '%s\\n' ${`${id}-read-access`} > "$state.owner"`,
-            sh`echo ${`${crawl.spider}: read access for ${crawl.users.length > 0 ? crawl.users.join(", ") : "no role"}`}`,
+            read,
+            sh`printf '%s\\n' ${revoke(users)} ${grantSql([result], users)} | ${psql} -v previous="$previous" -v legacy="$legacy" >/dev/null`,
+            sh`printf '%s' ${users.join(" ")} > ${state}; rm -f ${legacy} ${`${legacy}.owner`}`,
+            sh`printf '%s\\n' ${owner} > ${`${state}.owner`}`,
+            sh`echo ${`${result}: read access for ${users.length > 0 ? users.join(", ") : "no role"}`}`,
         );
         const revokeAll = script(
-            sh`state=${state}`,
             // A crawl renamed (same spider, another identifier): the new one owns the grants now.
-            sh`if [ "$(cat "$state.owner" 2>/dev/null || echo ${`${id}-read-access`})" != ${`${id}-read-access`} ]; then echo ${`${crawl.spider}: read access kept, managed by`} "$(cat "$state.owner")"; exit 0; fi`,
-            sh`previous=$(cat "$state" 2>/dev/null || true)`,
-            sh`printf '%s\\n' ${revokeSql([])} | ${psql} -v previous="$previous" >/dev/null`,
-            sh`rm -f "$state" "$state.owner"`,
+            sh`if [ "$(cat ${`${state}.owner`} 2>/dev/null || cat ${`${legacy}.owner`} 2>/dev/null || echo ${owner})" != ${owner} ]; then echo ${`${result}: read access kept, managed by another crawl`}; exit 0; fi`,
+            read,
+            sh`printf '%s\\n' ${revoke([])} | ${psql} -v previous="$previous" -v legacy="$legacy" >/dev/null`,
+            sh`rm -f ${state} ${legacy} ${`${state}.owner`} ${`${legacy}.owner`}`,
         );
         return host.command(`${id}-read-access`, { create: converge, update: converge, delete: revokeAll }, opts);
     }

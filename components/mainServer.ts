@@ -191,6 +191,7 @@ export class MainServer extends pulumi.ComponentResource {
                 home: incremental.home,
                 database: incremental.database,
                 proxyUrl: `http://${docs.hostname}:${cfg.tinyproxy.port}`,
+                sentryDsn: incremental.sentryDsn,
                 crawls: incremental.crawls,
                 after: copy.done,
             },

@@ -2,7 +2,7 @@
 // moved into place in one rename only when it differs; deleting the resource removes the file.
 import * as crypto from "node:crypto";
 import type * as command from "@pulumi/command";
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import type { Host } from "./host";
 import { sh, script, ShellText } from "./shell";
 
@@ -13,6 +13,13 @@ export interface ManagedFileArgs {
     mode: "0644" | "0755" | "0600";
     /** A shell script: checked with `sh -n` before it replaces the old one. */
     shellScript?: boolean;
+    /**
+     * The content holds a secret: stdin is marked secret, and the content's sha256 travels on
+     * stdin (its first line) instead of in the command text, so no function of it shows there.
+     */
+    secret?: boolean;
+    /** More directories to create beside the file's own (same owner, 0755). */
+    alsoDirs?: string[];
 }
 
 export const sha256 = (text: string): string => crypto.createHash("sha256").update(text).digest("hex");
@@ -29,14 +36,24 @@ export function receiveWhole(path: string, content: string, incomplete: string):
     );
 }
 
+/** receiveWhole for a secret content: stdin is its sha256, a newline, then the content. */
+function receiveWholeSecret(path: string, incomplete: string): ShellText {
+    return script(
+        sh`tmp=$(mktemp ${`${path}.XXXXXX`}); trap 'rm -f "$tmp"' EXIT`,
+        sh`IFS= read -r want && cat > "$tmp"`,
+        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = "$want" || { echo ${incomplete} >&2; exit 1; }`,
+    );
+}
+
 export function managedFile(host: Host, name: string, args: ManagedFileArgs, opts: pulumi.CustomResourceOptions): command.remote.Command {
     const { path, owner } = args;
     const records = `${host.settings.stateDir}/files`;
     const byName = `${records}/${name}.path`;
     const byPath = `${records}/${sha256(path)}.owner`;
+    const incomplete = `${host.hostname}: ${path} arrived incomplete; the old file is unchanged`;
     const install = script(
-        sh`install -d -m 0755 -o ${owner} -g ${owner} ${path.replace(/\/[^/]+$/, "")}`,
-        receiveWhole(path, args.content, `${host.hostname}: ${path} arrived incomplete; the old file is unchanged`),
+        sh`install -d -m 0755 -o ${owner} -g ${owner} ${[path.replace(/\/[^/]+$/, ""), ...(args.alsoDirs ?? [])]}`,
+        args.secret ? receiveWholeSecret(path, incomplete) : receiveWhole(path, args.content, incomplete),
         args.shellScript ? sh`sh -n "$tmp"` : sh`:`,
         sh`chown ${owner}: "$tmp"; chmod ${args.mode} "$tmp"`,
         sh`if cmp -s "$tmp" ${path} && [ "$(stat -c %U:%a ${path})" = ${`${owner}:${args.mode.replace(/^0/, "")}`} ]; then echo ${`${path}: unchanged`}; else mv "$tmp" ${path}; echo ${`${path}: installed`}; fi`,
@@ -53,5 +70,5 @@ export function managedFile(host: Host, name: string, args: ManagedFileArgs, opt
         sh`if [ "$owner" = ${name} ]; then rm -f ${path} ${byPath}; else echo ${`${path}: kept, installed now by`} "$owner"; fi`,
         sh`rm -f ${byName}`,
     );
-    return host.command(name, { create: install, update: install, delete: remove, stdin: args.content }, opts);
+    return host.command(name, { create: install, update: install, delete: remove, stdin: args.secret ? pulumi.secret(`${sha256(args.content)}\n${args.content}`) : args.content }, opts);
 }

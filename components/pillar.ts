@@ -2,7 +2,7 @@
 // (pillar/tinyproxy.sls, kingfisher_main.sls, kingfisher_replica.sls) can be kept in step.
 import YAML from "yaml";
 import type { Crawl } from "./config";
-import { quote } from "./shell";
+import { pillarSpiderArguments } from "./incrementalCrawls";
 import type { AllowedEntry } from "./tinyproxyAllowlist";
 
 function render(doc: YAML.Document): string {
@@ -28,15 +28,23 @@ export function tinyproxyPillar(allow: AllowedEntry[]): string {
     return render(doc);
 }
 
-/** pillar/kingfisher_main.sls: python_apps.kingfisher_collect.crawls. */
+/**
+ * pillar/kingfisher_main.sls: python_apps.kingfisher_collect.crawls. The Sentry DSN the scripts
+ * carry is not here: it is a secret, in the private pillar (kingfisher_collect.env.SENTRY_DSN), and
+ * must equal the stack's incremental.sentryDsn. A cardinal crawl's settings file is the deploy
+ * repository's salt/kingfisher/collect/files/cardinal/<spider>.ini, equal to cardinal_settings.
+ */
 export function crawlsPillar(crawls: Crawl[]): string {
     const rendered = crawls.map((c) => {
         const entry: Record<string, unknown> = { identifier: c.identifier, spider: c.spider, crawl_time: c.crawl_time };
-        const args = Object.entries(c.spider_arguments);
-        if (args.length > 0) entry.spider_arguments = args.map(([k, v]) => `-a ${quote(`${k}=${v}`)}`).join(" ");
+        // The same string the program's crawl script pastes in, as Salt's template does.
+        const args = pillarSpiderArguments(c);
+        if (args !== undefined) entry.spider_arguments = args;
         if (c.cardinal) entry.cardinal = true;
         if (c.users.length > 0) entry.users = c.users;
         if (c.day !== undefined) entry.day = c.day;
+        // cron.sh tests only `'proxy' in crawl`: written only when true (a `proxy: false` would count).
+        if (c.proxy) entry.proxy = true;
         // Not in the pillar at the runbook's commit; the deploy repository added it later as a
         // mapping that its template iterates (`-s KEY=VALUE` per item), so a mapping it is.
         if (Object.keys(c.settings).length > 0) entry.settings = { ...c.settings };

@@ -11,13 +11,17 @@ export const SECRET = "[secret]";
 // A private key must look like one to pass validation; the runbook shows it as SECRET too.
 const SECRET_PRIVATE_KEY = `-----BEGIN OPENSSH PRIVATE KEY-----\n${SECRET}\n-----END OPENSSH PRIVATE KEY-----\n`;
 
+// A Sentry DSN must look like one too (it is written bare into the crawl scripts).
+const SECRET_SENTRY_DSN = "https://secret@sentry.invalid/0";
+
 /** The placeholder of a secure value at a config path, e.g. `data-support:ssh.privateKey`. */
 export function secretPlaceholder(keyPath: string): string {
-    return /(^|[.:])privateKey$/.test(keyPath) ? SECRET_PRIVATE_KEY : SECRET;
+    if (/(^|[.:])privateKey$/.test(keyPath)) return SECRET_PRIVATE_KEY;
+    return /(^|[.:])sentryDsn$/.test(keyPath) ? SECRET_SENTRY_DSN : SECRET;
 }
 
 /** Every placeholder, for whoever must make sure none shows but as SECRET. */
-export const SECRET_PLACEHOLDERS = [SECRET_PRIVATE_KEY, SECRET];
+export const SECRET_PLACEHOLDERS = [SECRET_PRIVATE_KEY, SECRET_SENTRY_DSN, SECRET];
 
 /** A stack file that cannot be read as the CLI would: names the file and what to do. */
 export class StackFileError extends Error {

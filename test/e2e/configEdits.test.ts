@@ -40,7 +40,7 @@ interface Edit {
 
 function config(edit: Edit): Record<string, any> {
     const cfg = testbedConfig(tb);
-    cfg.incremental = { crawls: edit.crawls };
+    cfg.incremental = { ...cfg.incremental, crawls: edit.crawls };
     cfg.tinyproxy = { ...cfg.tinyproxy, keep: edit.keep ?? [] };
     if (edit.replica) {
         const r = tb.hosts.replica;

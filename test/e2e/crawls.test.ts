@@ -1,5 +1,6 @@
 // Incremental crawls on the test hosts: one script and one cron entry per crawl, read access for
-// the crawl's users, cardinal when set; adding, changing and removing a crawl changes exactly it.
+// the crawl's users to its cardinal result, cardinal when set; adding, changing and removing a
+// crawl changes exactly it. (Equivalence with Salt's files: test/e2e/saltDeploy.test.ts.)
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
@@ -17,7 +18,7 @@ const PY = { identifier: "PARAGUAY", spider: "paraguay_dncp_releases", crawl_tim
 
 const config = (crawls: Record<string, unknown>[]) => {
     const cfg = testbedConfig(tb);
-    cfg.incremental = { crawls };
+    cfg.incremental = { ...cfg.incremental, crawls };
     return cfg;
 };
 const acted = (r: ApplyResult) => r.steps.filter((s) => s.action !== "same").map((s) => `${s.action} ${s.name}`).sort();
@@ -55,7 +56,6 @@ test("scripts: one per crawl, owned by incremental, executable, and sh -n accept
     assert.equal(await sh("new", `stat -c '%n %U %a' ${HOME}/bin/*.sh | sort`), [
         `${HOME}/bin/do_excluded_supplier.sh incremental 755`,
         `${HOME}/bin/${DR.spider}.sh incremental 755`,
-        `${HOME}/bin/${EC.spider}.cardinal.sh incremental 755`,
         `${HOME}/bin/${EC.spider}.sh incremental 755`,
         `${HOME}/bin/mexico_nuevo_leon.sh incremental 755`,
         "",
@@ -67,51 +67,56 @@ test("a crawl script passes scrapy exactly the expected arguments; spaces and qu
     await sh("new", `: > ${HOME}/scrapy-standin.log; ${HOME}/bin/${DR.spider}.sh`, { user: "incremental" });
     const calls = (await sh("new", `cat ${HOME}/scrapy-standin.log`)).trim().split("\n").map((l) => JSON.parse(l));
     assert.equal(calls.length, 1);
-    // Written out: spider arguments as -a, then the settings as -s, in the config's order.
+    // Written out, in the order of Salt's cron.sh: spider arguments as -a, crawl_time, then -s.
     const expected = [
         "crawl",
         "dominican_republic_api",
         "-a",
-        "crawl_time=2025-05-06T00:00:00",
-        "-a",
         "compile_releases=true",
         "-a",
         `note=${HOSTILE}`,
+        "-a",
+        "crawl_time=2025-05-06T00:00:00",
         "-s",
         "FILES_STORE=/home/incremental/data",
         "-s",
         "DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect",
+        "-s",
+        "PROXY_SPIDERS=",
+        "-s",
+        "SENTRY_DSN=https://public@sentry.example.invalid/1",
     ];
     assert.deepEqual(calls[0].argv.slice(0, expected.length), expected);
-    assert.match(calls[0].argv[expected.length], new RegExp(`^--logfile=${HOME}/logs/${DR.spider}/\\d{4}/\\d{4}-\\d{2}-\\d{2}\\.log$`));
+    assert.match(calls[0].argv[expected.length], new RegExp(`^--logfile=${HOME}/logs/${DR.spider}-\\d{4}-\\d{2}-\\d{2}\\.log$`));
     assert.equal(calls[0].argv.length, expected.length + 1);
     assert.ok(calls[0].argv.includes(`note=${HOSTILE}`));
     assert.equal(calls[0].http_proxy, `http://${tb.hosts.docs.hostname}:8888`);
     assert.equal(await sh("new", "test -e /tmp/CANARY && echo yes || echo no"), "no\n");
 });
 
-test("read access: the crawl's users can read the table the crawl created after the grant step", async () => {
-    // The table came from the old server with the copy; dropped here, the crawl creates it again
-    // after the grant step ran, and the script grants.
+test("read access as Salt's result.sql gives it: none to a crawl's raw table, even for its users", async () => {
+    // DR is not a cardinal crawl: Salt grants its users nothing (result.sql is cardinal's).
     await psql(`DROP TABLE ${DR.spider}`);
     await sh("new", `${HOME}/bin/${DR.spider}.sh`, { user: "incremental" });
     assert.equal(await psql(`SELECT count(*) FROM ${DR.spider}`), "1\n");
-    assert.equal(await canRead("dgcp", DR.spider), "t\n");
-    assert.equal(await canRead("bi", DR.spider), "f\n");
+    assert.equal(await canRead("dgcp", DR.spider), "f\n");
 });
 
-test("cardinal: runs after the crawl with its settings file, rebuilds the tables, grants them", async () => {
-    await sh("new", `${HOME}/bin/${EC.spider}.sh`, { user: "incremental" });
+test("cardinal: runs after the crawl with its settings file, rebuilds the tables, loads the result, users read the result only", async () => {
+    await sh("new", `: > ${HOME}/ocdscardinal-standin.log; ${HOME}/bin/${EC.spider}.sh`, { user: "incremental" });
     const calls = (await sh("new", `cat ${HOME}/ocdscardinal-standin.log`)).trim().split("\n").map((l) => JSON.parse(l).argv);
     assert.deepEqual(calls.map((a: string[]) => [a[0], a[1], a[2]]), [
-        ["prepare", "-s", `${HOME}/cardinal/${EC.spider}.ini`],
-        ["indicators", "-s", `${HOME}/cardinal/${EC.spider}.ini`],
+        ["prepare", "-s", `${HOME}/bi/settings/${EC.spider}.ini`],
+        ["indicators", "-s", `${HOME}/bi/settings/${EC.spider}.ini`],
     ]);
-    assert.match(await sh("new", `cat ${HOME}/cardinal/${EC.spider}.ini`), /fixed_price_procurement_methods = open/);
+    assert.equal(await sh("new", `cat ${HOME}/bi/settings/${EC.spider}.ini`), EC.cardinal_settings);
     assert.equal(await psql(`SELECT count(*) FROM ${EC.spider}_clean`), "1\n");
-    for (const table of [EC.spider, `${EC.spider}_clean`, `${EC.spider}_result`]) assert.equal(await canRead("bi", table), "t\n", table);
-    // A crawl without cardinal has none of its files.
-    assert.equal(await sh("new", `ls ${HOME}/bin ${HOME}/cardinal | grep -c ${DR.spider} || true`), "1\n");
+    assert.equal(await psql(`SELECT ocid, code, result FROM ${EC.spider}_result`), `ocds-standin-${EC.spider}|R003|1.0\n`);
+    assert.equal(await canRead("bi", `${EC.spider}_result`), "t\n");
+    for (const table of [EC.spider, `${EC.spider}_clean`]) assert.equal(await canRead("bi", table), "f\n", table);
+    // A crawl without cardinal gets no cardinal files from the program: DR's there are Salt's, from
+    // the pillar of the runbook's commit (cardinal there), left as Salt wrote them.
+    assert.match(await sh("new", `cat ${HOME}/bi/settings/${DR.spider}.ini`), /^no_price_comparison_procurement_methods = Sorteo de Obras\n/);
 });
 
 test("an unchanged config changes nothing", () => {
@@ -122,7 +127,8 @@ test("changing one crawl (day, arguments, users) changes exactly its script, ent
     await sh("new", `(crontab -l; printf '%s\\n' '# added by a sysadmin' '30 3 * * * /usr/bin/true') | crontab -`, { user: "incremental" });
     const changed = { ...DR, day: 15, spider_arguments: { ...DR.spider_arguments, from_date: "2025-01-01" }, users: ["bi"] };
     const result = assertApplied(harness.apply(config([changed, EC])));
-    assert.deepEqual(acted(result), ["update data-support-crawls-crontab", "update data-support-crawls-dominican_republic", "update data-support-crawls-dominican_republic-read-access"]);
+    // Its users change no grant: without cardinal, Salt grants a crawl's users nothing.
+    assert.deepEqual(acted(result), ["update data-support-crawls-crontab", "update data-support-crawls-dominican_republic"]);
     assert.equal(await crontab(), [
         SALT_TAG,
         "MAILTO=sysadmin@open-contracting.org",
@@ -134,8 +140,18 @@ test("changing one crawl (day, arguments, users) changes exactly its script, ent
         "",
     ].join("\n"));
     assert.match(await sh("new", `cat ${HOME}/bin/${DR.spider}.sh`), /from_date=2025-01-01/);
-    assert.equal(await canRead("dgcp", DR.spider), "f\n", "the role that left the list lost its grant");
-    assert.equal(await canRead("bi", DR.spider), "t\n");
+});
+
+test("a role that leaves a cardinal crawl's users loses the grant this program made; the one added gets it", async () => {
+    await psql("CREATE ROLE bi2");
+    const changed = { ...DR, day: 15, spider_arguments: { ...DR.spider_arguments, from_date: "2025-01-01" }, users: ["bi"] };
+    const result = assertApplied(harness.apply(config([changed, { ...EC, users: ["bi2"] }])));
+    assert.deepEqual(acted(result), ["update data-support-crawls-ecuador-cardinal-result-sql", "update data-support-crawls-ecuador-read-access"]);
+    assert.equal(await canRead("bi", `${EC.spider}_result`), "f\n", "the role that left the list lost its grant");
+    assert.equal(await canRead("bi2", `${EC.spider}_result`), "t\n");
+    assert.match(await sh("new", `cat ${HOME}/bi/sql/${EC.spider}_result.sql`), /^ {4}GRANT SELECT ON ecuador_sercop_bulk_result TO bi2;\n$/m);
+    assertApplied(harness.apply(config([changed, EC])));
+    assert.equal(await canRead("bi", `${EC.spider}_result`), "t\n");
 });
 
 test("adding a crawl adds its script, entry and nothing else; removing one removes all of its files and grants", async () => {
@@ -147,23 +163,22 @@ test("adding a crawl adds its script, entry and nothing else; removing one remov
     const removed = assertApplied(harness.apply(config([changed, PY])));
     assert.deepEqual(acted(removed), [
         "delete data-support-crawls-ecuador",
-        "delete data-support-crawls-ecuador-cardinal",
         "delete data-support-crawls-ecuador-cardinal-result-sql",
         "delete data-support-crawls-ecuador-cardinal-settings",
         "delete data-support-crawls-ecuador-read-access",
         "update data-support-crawls-crontab",
     ]);
     assert.doesNotMatch(await crontab(), /ECUADOR/);
-    assert.equal(await sh("new", `ls ${HOME}/bin ${HOME}/cardinal | grep -c ${EC.spider} || true`), "0\n");
-    assert.equal(await canRead("bi", EC.spider), "f\n");
+    assert.equal(await sh("new", `ls ${HOME}/bin ${HOME}/bi/settings ${HOME}/bi/sql | grep -c ${EC.spider} || true`), "0\n");
+    assert.equal(await canRead("bi", `${EC.spider}_result`), "f\n");
     assert.equal(await psql(`SELECT count(*) FROM ${EC.spider}`), "1\n", "the crawl's data stays: nothing is lost");
 });
 
 test("the last crawl removed: MAILTO and the lines of others stay; with nothing else, no crontab", async () => {
     assertApplied(harness.apply(config([])));
     assert.equal(await crontab(), [SALT_TAG, "MAILTO=sysadmin@open-contracting.org", ...EXCLUDED, "# added by a sysadmin", "30 3 * * * /usr/bin/true", ""].join("\n"));
-    // Only Salt's own scripts are left (the pillar's other crawl, the excluded-supplier job).
-    assert.equal(await sh("new", `ls ${HOME}/bin`), "do_excluded_supplier.sh\nmexico_nuevo_leon.sh\n");
+    // Only Salt's own files are left (the pillar's other crawl, the excluded-supplier job, manage.py).
+    assert.equal(await sh("new", `ls ${HOME}/bin`), "do_excluded_supplier.sh\nmanage.py\nmexico_nuevo_leon.sh\n");
     await sh("new", "printf 'MAILTO=sysadmin@open-contracting.org\\n' | crontab -", { user: "incremental" });
     harness.reset("main");
     assertApplied(harness.apply(config([])));

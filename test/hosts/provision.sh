@@ -218,10 +218,13 @@ EOF
 readonly KC_HOME=/home/incremental
 readonly SENTRY_DSN=https://public@sentry.example.invalid/1
 
-# salt/kingfisher/collect/files/cron.sh as Jinja renders it for one crawl:
-# crawl_script SPIDER CRAWL_TIME SPIDER_ARGUMENTS CARDINAL(yes|no)
+# salt/kingfisher/collect/files/cron.sh as Jinja renders it for one crawl (`{%- if %}` eats the
+# newline before it; Salt keeps the template's final newline, salt/utils/templates.py):
+# crawl_script SPIDER CRAWL_TIME SPIDER_ARGUMENTS CARDINAL(yes|no) [PROXY(yes|no)]
 crawl_script() {
-  local spider=$1 crawl_time=$2 spider_arguments=$3 cardinal=$4 scratch=$KC_HOME/bi/scratch
+  local spider=$1 crawl_time=$2 spider_arguments=$3 cardinal=$4 proxy_spiders= scratch=$KC_HOME/bi/scratch
+  # `-s PROXY_SPIDERS={% if 'proxy' in crawl %}{{ crawl.spider }}{% endif %}`
+  if [[ ${5:-no} == yes ]]; then proxy_spiders=$spider; fi
   cat <<EOF
 #!/bin/sh
 # shellcheck disable=SC1083
@@ -235,7 +238,7 @@ env http_proxy=http://ocp19.open-contracting.org:8888 https_proxy=http://ocp19.o
     -a crawl_time=${crawl_time}T00:00:00 \\
     -s FILES_STORE=$KC_HOME/data \\
     -s DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect \\
-    -s PROXY_SPIDERS= \\
+    -s PROXY_SPIDERS=$proxy_spiders \\
     -s SENTRY_DSN=$SENTRY_DSN \\
     --logfile="$KC_HOME/logs/$spider-\$(date +%F).log"
 
@@ -282,6 +285,28 @@ psql -U kingfisher_collect -h localhost -q \\
     -c "END" \\
     < $scratch/$spider.csv
 EOF
+}
+
+# salt/kingfisher/collect/files/sql/result.sql as Jinja renders it: result_sql SPIDER [USER...]
+# (`{%- for %}` and `{%- endfor %}` eat the newline before them; the final newline stays).
+result_sql() {
+  local spider=$1 user
+  shift
+  cat <<EOF
+CREATE TABLE IF NOT EXISTS ${spider}_result (
+    id serial PRIMARY KEY, -- an auto-incrementing ID that has no semantics
+    ocid text, -- matches /ocid in the compiled release JSON
+    -- the indicator's scope, one of OCID, Buyer, ProcuringEntity, Tenderer
+    subject text,
+    code text, -- the indicator's code
+    result numeric, -- an individual indicator result
+    buyer_id text, -- matches /buyer/id in the JSON
+    procuring_entity_id text, -- matches /tender/procuringEntity/id in the JSON
+    tenderer_id text, -- matches /bids/details[]/tenderers[]/id in the JSON
+    created_at timestamp without time zone -- the time when this row was added
+);
+EOF
+  for user in "$@"; do printf '    GRANT SELECT ON %s_result TO %s;\n' "$spider" "$user"; done
 }
 
 # Reference data of the cardinal crawls. Salt's CSV files (salt/kingfisher/collect/files/data/)
@@ -413,22 +438,9 @@ item_classification_scheme = UNSPSC
 bid_status = valid
 party_roles = true
 EOF
-  # salt/kingfisher/collect/files/sql/result.sql rendered with spider and users [dgcp].
-  cat >"$KC_HOME/bi/sql/dominican_republic_api_result.sql" <<'EOF'
-CREATE TABLE IF NOT EXISTS dominican_republic_api_result (
-    id serial PRIMARY KEY, -- an auto-incrementing ID that has no semantics
-    ocid text, -- matches /ocid in the compiled release JSON
-    -- the indicator's scope, one of OCID, Buyer, ProcuringEntity, Tenderer
-    subject text,
-    code text, -- the indicator's code
-    result numeric, -- an individual indicator result
-    buyer_id text, -- matches /buyer/id in the JSON
-    procuring_entity_id text, -- matches /tender/procuringEntity/id in the JSON
-    tenderer_id text, -- matches /bids/details[]/tenderers[]/id in the JSON
-    created_at timestamp without time zone -- the time when this row was added
-);
-    GRANT SELECT ON dominican_republic_api_result TO dgcp;
-EOF
+  result_sql dominican_republic_api dgcp >"$KC_HOME/bi/sql/dominican_republic_api_result.sql"
+  # incremental.sls: bin/manage.py of cardinal-rs (json-to-csv), with any cardinal crawl.
+  install -o incremental -g incremental -m 755 "$BIN/manage-standin.py" "$KC_HOME/bin/manage.py"
   for b in codelist indicator cpc unspsc; do
     reference_csv "$b" >"$KC_HOME/bi/sql/$b.csv"
   done
@@ -450,6 +462,76 @@ MAILTO=sysadmin@open-contracting.org
 # SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER
 42 1 * * * $KC_HOME/bin/do_excluded_supplier.sh
 EOF
+}
+
+# A Salt deploy of the crawls on this host (run by the tests after `pulumi up`, as
+# `provision.sh salt-deploy-crawls`): incremental.sls over the pillar fragment the program outputs,
+# read as JSON on stdin: {"crawls": <python_apps.kingfisher_collect.crawls>, "cardinal_ini":
+# {<spider>: <salt/kingfisher/collect/files/cardinal/<spider>.ini>}}; the private pillar's
+# SENTRY_DSN and the proxy URL are this file's. Like file.managed, a file is written only when its
+# bytes differ (then `mode: 755` for the scripts, as the state sets it); like cron.present, an
+# entry under its identifier is added or its line replaced only when it differs (set_cron_env
+# likewise for MAILTO). Prints `changed: <what>` for each change, nothing when there is none.
+salt_deploy_crawls() {
+  local json new identifier spider crawl_time args cardinal proxy day users
+  json=$(mktemp) new=$(mktemp)
+  cat >"$json"
+  salt_cron_env
+  while IFS=$'\x1f' read -r identifier spider crawl_time args cardinal proxy day users; do
+    crawl_script "$spider" "$crawl_time" "$args" "$cardinal" "$proxy" >"$new"
+    salt_file "$new" "$KC_HOME/bin/$spider.sh" 755
+    if [[ $cardinal == yes ]]; then
+      python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1]))["cardinal_ini"][sys.argv[2]])' "$json" "$spider" >"$new"
+      salt_file "$new" "$KC_HOME/bi/settings/$spider.ini"
+      # shellcheck disable=SC2086 # one word per user
+      result_sql "$spider" $users >"$new"
+      salt_file "$new" "$KC_HOME/bi/sql/${spider}_result.sql"
+    fi
+    salt_cron "OCDS_KINGFISHER_COLLECT_$identifier" "15 0 ${day:-*} * * $KC_HOME/bin/$spider.sh"
+  done < <(python3 -c '
+import json, sys
+for c in json.load(open(sys.argv[1]))["crawls"]:
+    print("\x1f".join([c["identifier"], c["spider"], str(c["crawl_time"]), c.get("spider_arguments", ""),
+        "yes" if c.get("cardinal") else "no", "yes" if "proxy" in c else "no", str(c.get("day", "")), " ".join(c.get("users", []))]))
+' "$json")
+  rm -f "$json" "$new"
+}
+
+# salt_file SRC DEST [MODE]: file.managed of DEST (owner incremental) with SRC's bytes.
+salt_file() {
+  if ! cmp -s "$1" "$2"; then
+    install -o incremental -g incremental -m "${3:-644}" "$1" "$2"
+    echo "changed: $2"
+  elif [[ -n ${3:-} && $(stat -c %a "$2") != "$3" ]]; then
+    chmod "$3" "$2"
+    echo "changed: mode of $2"
+  fi
+}
+
+# salt_cron ID LINE: cron.present of the incremental user's entry ID.
+salt_cron() {
+  local now next
+  now=$(mktemp) next=$(mktemp)
+  crontab -l -u incremental >"$now" 2>/dev/null || true
+  python3 -c '
+import sys
+lines, tag, line = open(sys.argv[1]).read().splitlines(), "# SALT_CRON_IDENTIFIER:" + sys.argv[2], sys.argv[3]
+if tag in lines and lines.index(tag) + 1 < len(lines):
+    lines[lines.index(tag) + 1] = line
+else:
+    lines += [tag, line]
+print("\n".join(lines))
+' "$now" "$1" "$2" >"$next"
+  if ! cmp -s "$now" "$next"; then crontab -u incremental "$next"; echo "changed: crontab entry $1"; fi
+  rm -f "$now" "$next"
+}
+
+# set_cron_env (salt/lib.sls): MAILTO in the incremental user's crontab.
+salt_cron_env() {
+  if ! crontab -l -u incremental 2>/dev/null | grep -qxF 'MAILTO=sysadmin@open-contracting.org'; then
+    { echo 'MAILTO=sysadmin@open-contracting.org'; crontab -l -u incremental 2>/dev/null || true; } | crontab -u incremental -
+    echo "changed: crontab MAILTO"
+  fi
 }
 
 # What bin/do_excluded_supplier.sh would have loaded (the public list needs the internet): on old
@@ -647,6 +729,11 @@ start_web() {
 }
 
 # ---------------------------------------------------------------------------------------------
+
+if [[ $HOST == salt-deploy-crawls ]]; then
+  salt_deploy_crawls
+  exit 0
+fi
 
 # One step per line: bash ignores `set -e` inside functions called from `a && b` lists.
 common

@@ -20,6 +20,8 @@ entry = {
     "user": pwd.getpwuid(os.getuid()).pw_name,
     "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     "http_proxy": os.environ.get("http_proxy"),
+    "https_proxy": os.environ.get("https_proxy"),
+    "no_proxy": os.environ.get("no_proxy"),
 }
 with open(os.path.join(home, "scrapy-standin.log"), "a", encoding="utf-8") as f:
     f.write(json.dumps(entry, ensure_ascii=False) + "\n")

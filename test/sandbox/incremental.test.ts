@@ -143,11 +143,19 @@ test("the last crawl removed: entries go, MAILTO stays with others' lines; with 
 
 test("a crawl script is installed whole with its owner and mode, unchanged the second time, refused when cut off", { skip }, () => {
     const file = commandOf(commands, "data-support-crawls-ecuador");
+    // The script holds the Sentry DSN: stdin is its sha256, a newline, then the script.
+    const [hash, ...rest] = (file.stdin ?? "").split("\n");
+    const content = rest.join("\n");
+    assert.match(hash, /^[0-9a-f]{64}$/);
+    assert.ok(content.startsWith("#!/bin/sh\n# shellcheck disable=SC1083\n"), content);
+    assert.ok(content.includes("-s SENTRY_DSN=https://canarysentry5e3d@o1.ingest.sentry.example/4242 \\\n"), content);
     const run = runInSandbox(
         [
             { script: file.create, stdin: file.stdin },
             { script: "stat -c '%U %a' /home/incremental/bin /home/incremental/bin/ecuador_sercop_bulk.sh; cat /home/incremental/bin/ecuador_sercop_bulk.sh" },
             { script: file.update ?? "false", stdin: file.stdin },
+            // Cut off inside the script, and inside the hash line.
+            { script: file.update ?? "false", stdin: (file.stdin ?? "").slice(0, -40) },
             { script: file.update ?? "false", stdin: (file.stdin ?? "").slice(0, 40) },
             { script: file.delete ?? "false" },
             { script: "ls -A /home/incremental/bin" },
@@ -156,9 +164,11 @@ test("a crawl script is installed whole with its owner and mode, unchanged the s
     );
     assert.equal(run.steps[0].code, 0, run.steps[0].stderr);
     assert.equal(run.steps[0].stdout, "/home/incremental/bin/ecuador_sercop_bulk.sh: installed\n");
-    assert.equal(run.steps[1].stdout, `incremental 755\nincremental 755\n${file.stdin}`);
+    assert.equal(run.steps[1].stdout, `incremental 755\nincremental 755\n${content}`);
     assert.equal(run.steps[2].stdout, "/home/incremental/bin/ecuador_sercop_bulk.sh: unchanged\n");
-    assert.equal(run.steps[3].code, 1);
-    assert.equal(run.steps[3].stderr, "ocp23.open-contracting.org: /home/incremental/bin/ecuador_sercop_bulk.sh arrived incomplete; the old file is unchanged\n");
-    assert.equal(run.steps[5].stdout, "");
+    for (const cut of [run.steps[3], run.steps[4]]) {
+        assert.equal(cut.code, 1);
+        assert.equal(cut.stderr, "ocp23.open-contracting.org: /home/incremental/bin/ecuador_sercop_bulk.sh arrived incomplete; the old file is unchanged\n");
+    }
+    assert.equal(run.steps[6].stdout, "");
 });

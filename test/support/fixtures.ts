@@ -3,6 +3,8 @@ export const CANARY = {
     scrapyd: "canary-scrapyd-S3cr3t-7f1c",
     rabbitmq: "canary-rabbit-S3cr3t-2b9e",
     privateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\ncanary-private-key-9d4a\n-----END OPENSSH PRIVATE KEY-----\n",
+    // Shaped like a Sentry DSN (incremental.sentryDsn accepts nothing else).
+    sentryDsn: "https://canarysentry5e3d@o1.ingest.sentry.example/4242",
 };
 
 export const HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIPLfgb8NCsq8iWwOKD94KbEioHv1Pou5MsJjvBtNZ01";
@@ -31,6 +33,7 @@ export function mainConfig(overrides: Record<string, unknown> = {}): Record<stri
         tinyproxy: { port: 8888, keep: [{ address: "198.51.100.10", comment: "ocp10 (collect)" }] },
         postgres: { publicHostname: "postgres.kingfisher.open-contracting.org" },
         incremental: {
+            sentryDsn: CANARY.sentryDsn,
             crawls: [
                 { identifier: "DOMINICAN_REPUBLIC", spider: "dominican_republic_api", crawl_time: "2025-05-06", spider_arguments: "-a compile_releases=true", users: ["dgcp"] },
                 { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1 },

@@ -128,6 +128,8 @@ export function testbedConfig(tb: Testbed, overrides: Record<string, unknown> = 
         tinyproxy: { port: 8888, keep: [], checkUrl: tb.web.url },
         postgres: { publicHostname: "postgres.kingfisher.open-contracting.org" },
         incremental: {
+            // The DSN Salt's pillar gives on the test hosts (test/hosts/provision.sh, SENTRY_DSN).
+            sentryDsn: "https://public@sentry.example.invalid/1",
             crawls: [
                 { identifier: "DOMINICAN_REPUBLIC", spider: "dominican_republic_api", crawl_time: "2025-05-06", spider_arguments: "-a compile_releases=true" },
                 { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1 },

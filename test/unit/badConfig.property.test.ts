@@ -40,7 +40,7 @@ const CRAWLS = [
         cardinal: true,
         cardinal_settings: "[defaults]\ncurrency = USD\n",
     },
-    { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1, spider_arguments: { from_date: "2020-01-01" }, settings: { DOWNLOAD_DELAY: "1" }, users: ["ecuador"], cardinal: false },
+    { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1, spider_arguments: { from_date: "2020-01-01" }, settings: { DOWNLOAD_DELAY: "1" }, users: ["ecuador"], cardinal: false, proxy: true },
 ];
 
 function withJumpHosts(servers: Json): Json {
@@ -71,7 +71,7 @@ function known(value: any, node: Json): any {
 const sshSettings = { privateKey: CANARY.privateKey, agentSocketPath: "/run/user/1000/ssh-agent.sock" };
 const base = withReplica(mainConfig());
 const FULL_MAIN = complete(
-    { ...base, servers: withJumpHosts(base.servers), ssh: sshSettings, postgres: { ...base.postgres, replication: { role: "replica", slot: "replica1" } }, incremental: { crawls: CRAWLS } },
+    { ...base, servers: withJumpHosts(base.servers), ssh: sshSettings, postgres: { ...base.postgres, replication: { role: "replica", slot: "replica1" } }, incremental: { crawls: CRAWLS, sentryDsn: "https://abc@o1.ingest.sentry.io/1" } },
     CRAWLS,
 );
 const FULL_REPLICA = complete({
@@ -215,6 +215,9 @@ const KINDS: [RegExp, (valid: any) => Bad][] = [
     [/crawls\[\]\.spider_arguments$/, () => badPairs("-a", "-s", "from_date", /^[A-Z-][a-zA-Z0-9-]{0,8}$/)],
     [/crawls\[\]\.settings$/, () => badPairs("-s", "-a", "DOWNLOAD_DELAY", /^[a-z_][a-z0-9_]{0,8}$/)],
     [/crawls\[\]\.cardinal$/, () => ({ fixed: ["true", "false", "yes", 1, 0] })],
+    [/crawls\[\]\.proxy$/, () => ({ fixed: ["true", "yes", 1, 0] })],
+    // Written bare into the crawl scripts, as Salt writes it: nothing but a DSN's characters.
+    [/incremental\.sentryDsn$/, (v) => ({ fixed: ["", "http://abc@o1.ingest.sentry.io/1", "https://abc@o1.ingest.sentry.io/$(id)", "https://abc@o1.ingest.sentry.io/1 ; id", "[secret]"], random: corrupt(v, " ;'\"`$\\\n") })],
     [/crawls\[\]\.cardinal_settings$/, (v) => ({ fixed: ["x".repeat(65537), "[defaults]\0"], random: corrupt(v, "\0") })],
     [/(\.url|checkUrl)$/, (v) => ({
         fixed: ["", "collect", "ftp://x.org", "file:///etc/passwd", "javascript:alert(1)", "http://", "https://x.org/$(id)", "https://scrape:hunter2@x.org"],

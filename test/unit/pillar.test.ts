@@ -59,6 +59,8 @@ test("crawls: python_apps.kingfisher_collect.crawls read back through the config
     config.incremental.crawls[0].spider_arguments = HOSTILE_ARGS;
     config.incremental.crawls[0].settings = { CLOSESPIDER_ITEMCOUNT: "10" };
     config.incremental.crawls[1].cardinal = true;
+    config.incremental.crawls[1].cardinal_settings = "[defaults]\ncurrency = USD\n";
+    config.incremental.crawls[1].proxy = true;
     config.incremental.crawls[1].users = ["bi", "dgcp"];
     const cfg = parseStackConfig(config) as MainConfig;
     const { crawls } = await pillarOf(config);
@@ -87,7 +89,10 @@ test("crawls: python_apps.kingfisher_collect.crawls read back through the config
         assert.equal(entry.cardinal ?? false, crawl.cardinal);
         assert.deepEqual(entry.users ?? [], crawl.users);
         assert.equal(entry.day, crawl.day);
+        // cron.sh tests `'proxy' in crawl`: the key is there exactly when the crawl goes through the proxy.
+        assert.equal("proxy" in entry, crawl.proxy);
     });
+    assert.equal(fromPillar[1].proxy, true);
 });
 
 test("replica: its addresses for the main's pg_hba, and no key Salt never had; none without a replica", async () => {

@@ -121,7 +121,7 @@ test("no secret is shown: [secret] stands for each, in Markdown and JSON", async
 
 test("secure: values of the stack file are placeholders that read [secret]", async () => {
     const { config, secureKeys } = readStackConfig(REPO, "main");
-    assert.deepEqual(secureKeys.sort(), ["data-support:gates.rabbitmq.password", "data-support:gates.scrapyd.password"]);
+    assert.deepEqual(secureKeys.sort(), ["data-support:gates.rabbitmq.password", "data-support:gates.scrapyd.password", "data-support:incremental.sentryDsn"]);
     assert.equal((config["data-support:gates"] as any).scrapyd.password, SECRET);
 
     const withKey = fs

@@ -78,7 +78,7 @@ function report(t: TestContext, label: string, c: Counts): void {
 
 test("main stack: no secret in command text, plain inputs, plain outputs or pillar; carriers are secret", async (t) => {
     const run = await runProgram(withReplica(mainConfig({ ssh: { privateKey: CANARY.privateKey } })));
-    const secrets = { scrapyd: CANARY.scrapyd, rabbitmq: CANARY.rabbitmq, privateKey: CANARY.privateKey, replication: GENERATED };
+    const secrets = { scrapyd: CANARY.scrapyd, rabbitmq: CANARY.rabbitmq, privateKey: CANARY.privateKey, replication: GENERATED, sentryDsn: CANARY.sentryDsn };
     const counts = audit(run, secrets);
     assert.ok(run.secretOutputs.includes("replication"), "the replication output (with its password) must be secret");
     // The pillar fragments are copied into the Salt repository by hand: never a secret, even a marked one.

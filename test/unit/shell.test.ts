@@ -49,6 +49,7 @@ test("crawl scripts pass spider arguments with spaces and quotes intact", () => 
     const cfg = parseStackConfig(
         mainConfig({
             incremental: {
+                sentryDsn: "https://abc@o1.ingest.sentry.io/1",
                 crawls: [
                     {
                         identifier: "X",
@@ -67,31 +68,36 @@ test("crawl scripts pass spider arguments with spaces and quotes intact", () => 
     fs.mkdirSync(path.join(dir, "kingfisher-collect", ".ve", "bin"), { recursive: true });
     // A Scrapy stand-in that records its argument vector, one argument per line (JSON).
     fs.writeFileSync(path.join(dir, "kingfisher-collect", ".ve", "bin", "scrapy"), `#!/usr/bin/env node\nrequire("fs").writeFileSync(${JSON.stringify(path.join(dir, "argv.json"))}, JSON.stringify(process.argv.slice(2)));\n`, { mode: 0o755 });
-    const text = renderCrawlScript(crawl, { home: dir, database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888" });
+    const text = renderCrawlScript(crawl, { home: dir, database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888", sentryDsn: "https://abc@o1.ingest.sentry.io/1" });
     fs.writeFileSync(path.join(dir, "crawl.sh"), text, { mode: 0o755 });
     execFileSync("sh", ["-n", path.join(dir, "crawl.sh")]);
     execFileSync("sh", [path.join(dir, "crawl.sh")], { cwd: dir });
     const argv = JSON.parse(fs.readFileSync(path.join(dir, "argv.json"), "utf8"));
-    // Written out: spider arguments as -a, settings as -s, in the config's order.
+    // Written out, in Salt's order (cron.sh): spider arguments as -a, crawl_time, then the -s
+    // settings, the config's own after DATABASE_URL.
     const expected = [
         "crawl",
         "x_api",
         "-a",
-        "crawl_time=2025-05-06T00:00:00",
-        "-a",
         "from_date=2020-01-01",
         "-a",
         `q=it's "quoted" $(touch CANARY) ; x`,
+        "-a",
+        "crawl_time=2025-05-06T00:00:00",
         "-s",
         `FILES_STORE=${dir}/data`,
         "-s",
         "DATABASE_URL=postgresql://kingfisher_collect@localhost:5432/kingfisher_collect",
         "-s",
         "CLOSESPIDER_ITEMCOUNT=10",
+        "-s",
+        "PROXY_SPIDERS=",
+        "-s",
+        "SENTRY_DSN=https://abc@o1.ingest.sentry.io/1",
     ];
     assert.deepEqual(argv.slice(0, expected.length), expected);
     assert.equal(argv.length, expected.length + 1);
-    assert.match(argv[expected.length], /^--logfile=.*\/logs\/x_api\/\d{4}\/\d{4}-\d{2}-\d{2}\.log$/);
+    assert.match(argv[expected.length], /^--logfile=.*\/logs\/x_api-\d{4}-\d{2}-\d{2}\.log$/);
     assert.ok(argv.includes(`q=it's "quoted" $(touch CANARY) ; x`));
     assert.equal(fs.existsSync(path.join(dir, "CANARY")), false);
     assert.equal(fs.existsSync(path.join(dir, "kingfisher-collect", "CANARY")), false);
