@@ -66,17 +66,20 @@ test("stopping the old server's crons ends every process of the incremental user
     const stop = commandOf(commands, "data-support-incremental-copy-stop-old-crons");
     // A crawl script and a scrapy process of the incremental user, a process of root with the
     // same pattern, and another process of the incremental user: all but root's must end (what a
-    // crawl started need not carry its name).
+    // crawl started need not carry its name). bash for `exec -a`: dash has no -a (with it the
+    // scrapy stand-in never started, and the wait below ran its full minute, then counted this
+    // step's own command line).
     const crawl = "#!/bin/sh\nwhile :; do sleep 1; done\n";
     const run = runInSandbox(
         [
             {
                 script: [
                     "runuser -u incremental -- setsid -f /bin/sh /home/incremental/bin/ecuador_sercop_bulk.sh",
-                    "runuser -u incremental -- setsid -f /bin/sh -c 'exec -a \"scrapy crawl ecuador_sercop_bulk\" sleep 1000'",
+                    "runuser -u incremental -- setsid -f /bin/bash -c 'exec -a \"scrapy crawl ecuador_sercop_bulk\" sleep 1000'",
                     "setsid -f /bin/sh /home/incremental/bin/ecuador_sercop_bulk.sh",
                     "runuser -u incremental -- setsid -f sleep 1001",
-                    "count() { ps -eo args= | grep -cE '[e]cuador_sercop_bulk|[s]leep 1001'; }",
+                    // Not this step's own `bash -c <script>`, whose argv holds the names too.
+                    "count() { ps -eo args= | grep -v '^bash -c' | grep -cE '[e]cuador_sercop_bulk|[s]leep 1001'; }",
                     "for _ in $(seq 600); do [ \"$(count)\" = 4 ] && break; sleep 0.1; done; count",
                 ].join("\n"),
             },
