@@ -62,5 +62,7 @@ export default {
     jsonReporter: { fileName: "reports/mutation/mutation.json" },
     htmlReporter: { fileName: "reports/mutation/mutation.html" },
     tempDirName: ".stryker-tmp",
+    // Scoped runs side by side each take a --tempDirName of their own (.stryker-tmp-<x>): not copied.
+    ignorePatterns: ["/.stryker-tmp-*"],
     cleanTempDir: true,
 };
