@@ -165,3 +165,28 @@ test("the key pair: made once, known_hosts pins the old server's host key, delet
     assert.equal(run.steps[3].code, 0, run.steps[3].stderr);
     assert.equal(run.steps[4].stdout, "");
 });
+
+test("forget deletes the private key, its public half and known_hosts on the new server, once; the key pair then makes no new key", { skip }, () => {
+    const keypair = commandOf(commands, "data-support-transfer-keypair");
+    const forget = commandOf(commands, "data-support-transfer-forget");
+    const dir = "/var/lib/data-support/ocp04-to-ocp23";
+    const run = runInSandbox([
+        { script: keypair.create },
+        { script: `touch ${dir}/other; ls -A ${dir}` },
+        { script: forget.create },
+        { script: `ls -A ${dir}` },
+        { script: keypair.create },
+        { script: `ls -A ${dir}` },
+        { script: forget.create },
+    ]);
+    assert.equal(run.steps[0].code, 0, run.steps[0].stderr);
+    assert.equal(run.steps[1].stdout, "known_hosts\nother\ntransfer_ed25519\ntransfer_ed25519.pub\n");
+    assert.equal(run.steps[2].code, 0, run.steps[2].stderr);
+    assert.equal(run.steps[2].stdout, "ocp23.open-contracting.org: the transfer key is deleted\nforget-transfer-key: done on ocp23.open-contracting.org\n");
+    // Only the key's three files go; the marker says it was forgotten.
+    assert.equal(run.steps[3].stdout, "forget-transfer-key.done\nforget-transfer-key.done.lock\nother\n");
+    // A later update of the key pair (say, a changed comment) must not make a key nothing deletes.
+    assert.deepEqual([run.steps[4].code, run.steps[4].stdout, run.steps[4].stderr], [0, "", "ocp23.open-contracting.org: the transfer key was used and deleted; no new one\n"]);
+    assert.equal(run.steps[5].stdout, "forget-transfer-key.done\nforget-transfer-key.done.lock\nother\n");
+    assert.match(run.steps[6].stdout, /^forget-transfer-key: already done on ocp23\.open-contracting\.org at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
+});

@@ -531,3 +531,33 @@ test("dns: a name that does not resolve fails the gate, saying where to point it
         /^DNS gate: nowhere\.test does not resolve here \((ENOTFOUND|EAI_AGAIN)\)\. Point it at 198\.51\.100\.23 and 2001:db8::23, wait for DNS to propagate, then run pulumi up again\.\n$/,
     );
 });
+
+test("scrapyd: a long listing of projects is quoted up to 300 characters", async () => {
+    const { base } = endpoint(() => ({ body: JSON.stringify({ status: "ok", projects: "x".repeat(400) }) }));
+    // `{"status":"ok","projects":"` is 27 characters: 273 x follow.
+    assert.equal(
+        (await gate(["scrapyd", base, "kingfisher"])).stderr,
+        `Scrapyd gate: ${base}/listprojects.json answered {"status":"ok","projects":"${"x".repeat(273)}; without the list of projects the gate fails closed.\n`,
+    );
+});
+
+test("--connect may come before the URL and the project", async () => {
+    const { base, requests } = scrapydServe({ status: "ok", pending: [], running: [], finished: [] });
+    const named = base.replace("127.0.0.1", "collect.example.invalid");
+    assert.deepEqual(await gate(["scrapyd", "--connect", "127.0.0.1", named, "kingfisher"]), {
+        code: 0,
+        stdout: `Scrapyd gate: no crawl is running or pending at ${named} (at 127.0.0.1) (project(s): kingfisher).\n`,
+        stderr: "",
+    });
+    assert.deepEqual(requests.map((q) => q.url), ["/listprojects.json", "/listjobs.json?project=kingfisher"]);
+});
+
+test("an https URL is spoken to in TLS: a plain HTTP server there is not reached, and the gate fails", async () => {
+    const { base, requests } = scrapydServe({ status: "ok", pending: [], running: [], finished: [] });
+    const tls = base.replace("http:", "https:");
+    const r = await gate(["scrapyd", tls, "kingfisher"]);
+    assert.equal(r.code, 1);
+    // OpenSSL's own words for an answer that is not TLS.
+    assert.match(r.stderr, new RegExp(`^Scrapyd gate: cannot reach ${tls.replaceAll(".", "\\.")}/listprojects\\.json: EPROTO: write EPROTO [\\s\\S]*wrong version number[\\s\\S]*\\. Check the URL in config and that the service is up, then run pulumi up again\\.\\n$`));
+    assert.deepEqual(requests, []);
+});
