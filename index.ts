@@ -2,7 +2,7 @@
 // its replica (stack `replica`), from the runbook "Data support". See README.md.
 import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig, type MainConfig, type ReplicaConfig } from "./components/config";
-import { Host } from "./components/host";
+import { Host } from "./components/machinery/host";
 import { MainServer } from "./components/mainServer";
 import { ReplicaServer, type ReplicaServerArgs } from "./components/replicaServer";
 

@@ -1,6 +1,6 @@
 // @ts-check
 // `npm run mutate`: StrykerJS over our own logic (components/) against the fast tests (unit and
-// sandbox, not e2e). Scope it with `npm run mutate -- --mutate components/shell.ts`. The gate
+// sandbox, not e2e). Scope it with `npm run mutate -- --mutate components/machinery/shell.ts`. The gate
 // (scripts/gate.mjs) has its own config, stryker.gate.config.mjs (npm run mutate:gate).
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {

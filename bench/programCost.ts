@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import * as os from "node:os";
 import * as path from "node:path";
 import { mainConfig } from "../test/support/fixtures";
-import { runProgram } from "../test/support/program";
+import { runProgram } from "../tools/program";
 import { median, RESULTS, writeSection } from "./results";
 
 const BEGIN = "<!-- program-cost:begin -->";

@@ -2,21 +2,21 @@
 // (design.md, "The documented sequence", steps 1 to 9). Each step depends on the one before, so
 // `pulumi up` runs them in that order and stops at the first that fails; a re-run continues there.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
+import { inheritedDependsOn } from "./machinery/dependencies";
 import type { MainConfig } from "./config";
-import { Host } from "./host";
-import { TinyproxyAllowlist, type AllowedEntry } from "./tinyproxyAllowlist";
-import { ReplicationSource } from "./replicationSource";
-import { HaltJobs } from "./haltJobs";
-import { JobsGate } from "./jobsGate";
-import { DockerApps } from "./dockerApps";
-import { DnsGate } from "./dnsGate";
-import { SpiderDeploy } from "./spiders";
-import { TemporaryAccess } from "./temporaryAccess";
-import { IncrementalCopy, incrementalTransfers } from "./incrementalCopy";
-import { IncrementalCrawls } from "./incrementalCrawls";
-import { ExchangeRatesCopy, exchangeRatesTransfers } from "./exchangeRatesCopy";
-import { RestoreJobs } from "./restoreJobs";
+import { Host } from "./machinery/host";
+import { TinyproxyAllowlist, type AllowedEntry } from "./runbook/dependencies/tinyproxyAllowlist";
+import { ReplicationSource } from "./runbook/dependencies/replicationSource";
+import { HaltJobs } from "./runbook/halt-jobs/haltJobs";
+import { JobsGate } from "./runbook/halt-jobs/jobsGate";
+import { DockerApps } from "./runbook/docker-apps/dockerApps";
+import { DnsGate } from "./runbook/kingfisher-collect/dnsGate";
+import { SpiderDeploy } from "./runbook/kingfisher-collect/spiders";
+import { TemporaryAccess } from "./machinery/temporaryAccess";
+import { IncrementalCopy, incrementalTransfers } from "./runbook/copy-incremental-data/incrementalCopy";
+import { IncrementalCrawls } from "./runbook/incremental-updates/incrementalCrawls";
+import { ExchangeRatesCopy, exchangeRatesTransfers } from "./runbook/pelican-backend/exchangeRatesCopy";
+import { RestoreJobs } from "./runbook/restore-jobs/restoreJobs";
 import { crawlsPillar, replicaPillar, tinyproxyPillar } from "./pillar";
 
 /** The tinyproxy allow list: the new server's addresses, then those that must stay. */

@@ -2,8 +2,8 @@
 // (pillar/tinyproxy.sls, kingfisher_main.sls, kingfisher_replica.sls) can be kept in step.
 import YAML from "yaml";
 import type { Crawl } from "./config";
-import { pillarSpiderArguments } from "./incrementalCrawls";
-import type { AllowedEntry } from "./tinyproxyAllowlist";
+import { pillarSpiderArguments } from "./runbook/incremental-updates/incrementalCrawls";
+import type { AllowedEntry } from "./runbook/dependencies/tinyproxyAllowlist";
 
 function render(doc: YAML.Document): string {
     return doc.toString({ lineWidth: 0 });

@@ -3,9 +3,9 @@
 // that WAL streams. A change of main (hostname, address) replaces the standby: the replica is
 // re-pointed with no manual step. It never wipes a primary.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import { Host } from "./host";
-import { sh, script } from "./shell";
+import { inheritedDependsOn } from "./machinery/dependencies";
+import { Host } from "./machinery/host";
+import { sh, script } from "./machinery/shell";
 
 export interface ReplicaServerArgs {
     replica: Host;

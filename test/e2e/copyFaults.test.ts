@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
-import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
+import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/machinery/fingerprint";
 import { exchangeRatesDump, psql, sh, tablesDump, whileLoading } from "../support/hosts";
 
 let tb: Testbed;

@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { treeFingerprint } from "../../components/fingerprint";
+import { treeFingerprint } from "../../components/machinery/fingerprint";
 import { psql, sh, tablesDump, whileLoading } from "../support/hosts";
 
 let tb: Testbed;

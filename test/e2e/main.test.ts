@@ -4,10 +4,10 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { treeFingerprint } from "../../components/fingerprint";
-import { runbookSteps } from "../../scripts/runbook";
+import { treeFingerprint } from "../../components/machinery/fingerprint";
+import { runbookSteps } from "../../tools/runbook";
 import { exchangeRatesDump, psql, sh, tablesDump } from "../support/hosts";
-import { quote } from "../../components/shell";
+import { quote } from "../../components/machinery/shell";
 
 let tb: Testbed;
 let harness: Harness;

@@ -1,11 +1,11 @@
-// Live progress of long steps (components/progress.ts), on the test hosts: over a slow link from
+// Live progress of long steps (components/machinery/progress.ts), on the test hosts: over a slow link from
 // the old server, the pre-sync and the database copy print progress lines while they run, each
 // arriving on its own as the provider streams the step's output, and what the state stores stays small.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
-import { USER_TABLES, VERIFY_APPLICATION, verifyMeter, withProgress } from "../../components/progress";
-import { ShellText } from "../../components/shell";
+import { USER_TABLES, VERIFY_APPLICATION, verifyMeter, withProgress } from "../../components/machinery/progress";
+import { ShellText } from "../../components/machinery/shell";
 import { Harness, testbedConfig, type ApplyEvent, type ApplyResult } from "../support/harness";
 import { psql, sh } from "../support/hosts";
 
@@ -85,7 +85,7 @@ test("the pre-sync prints progress lines while it transfers: bytes and files of 
 
 test("the verification's meter, on a real session named as the verification's: lines while it hashes, with the table it is on", async () => {
     // The verification of the run above hashes 16 MB in well under 10 s, so it printed only its last
-    // line. Here the meter of components/progress.ts watches a session that takes 21 s, as a
+    // line. Here the meter of components/machinery/progress.ts watches a session that takes 21 s, as a
     // fingerprint of a large table would: PGAPPNAME as the verification sets it, the table it is on
     // as the first column of its query (what the meter reads from pg_stat_activity).
     const session = `runuser -u postgres -- env PGAPPNAME=${VERIFY_APPLICATION} psql -X -At -q -d kingfisher_collect -c "SELECT 'progress_bulk', pg_sleep(21)" > /dev/null`;

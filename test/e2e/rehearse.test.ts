@@ -16,7 +16,7 @@ after(async () => {
 
 /** Starts the rehearsal, sends `signal` once a line matching `when` is printed; its exit code and output. */
 function interruptedRehearsal(signal: NodeJS.Signals, when: RegExp): Promise<{ code: number | null; output: string; signalled: boolean }> {
-    const child = spawn(process.execPath, ["--import", "tsx", "scripts/rehearse.ts", "--rows", "2000", "--files", "20"], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "tools/rehearse.ts", "--rows", "2000", "--files", "20"], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
     let signalled = false;
     const seen = (d: Buffer) => {

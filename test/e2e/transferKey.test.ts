@@ -9,7 +9,7 @@ import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { down, pointName, run, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig } from "../support/harness";
-import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/fingerprint";
+import { TABLES_FINGERPRINT_SQL, treeFingerprint } from "../../components/machinery/fingerprint";
 import { psql, sh } from "../support/hosts";
 
 let tb: Testbed;

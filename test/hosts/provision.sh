@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Over 300 lines: the facts of the Salt-built servers, host after host, each with the deploy-repository file it comes from; old and new share most of them.
 # provision.sh HOST: runs as root inside one test host (its own /etc, /home, /run, ...) and makes
 # it look like the server it plays: real services started the Debian way (`service X start`,
 # pg_createcluster/pg_ctlcluster), the users, files and crons Salt would have put there, and seed

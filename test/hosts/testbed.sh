@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Over 300 lines: one script brings the whole testbed up and down in order (namespaces, links, holders, provisioning); what each host holds is provision.sh.
 # Test hosts ("testbed") for the data-support program: real servers on this machine.
 #
 # Each host is a network namespace (ds-<name>) with a veth to one bridge that lives in its own
@@ -363,7 +364,7 @@ up() {
   if [[ ! -e /data ]]; then mkdir /data && touch "$STATE/created-data-dir"; fi
   # The program keeps its one-off markers here on each server: private to each host too.
   if [[ ! -e /var/lib/data-support ]]; then mkdir /var/lib/data-support && touch "$STATE/created-data-support-dir"; fi
-  # And the transfer key's dispatcher (components/temporaryAccess.ts) here, on the old server.
+  # And the transfer key's dispatcher (components/machinery/temporaryAccess.ts) here, on the old server.
   if [[ ! -e /usr/local/lib/data-support ]]; then mkdir /usr/local/lib/data-support && touch "$STATE/created-data-support-lib-dir"; fi
   setup_network
   # Copying /etc takes about a second per host: do the hosts in parallel.

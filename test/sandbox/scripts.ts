@@ -1,6 +1,6 @@
 // The shell text the program itself sends: the real program (index.ts) runs under the SDK's mocks
 // and each remote command's create/update/delete text and stdin are taken from its inputs.
-import { runProgram } from "../../scripts/program";
+import { runProgram } from "../../tools/program";
 
 export interface ProgramCommand {
     create: string;

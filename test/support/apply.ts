@@ -1,3 +1,4 @@
+// Over 300 lines: the engine's rules in one place, in the order test/support/README.md lists them, so each can be checked against its source.
 // One `pulumi up` (or preview) of the real program against the test hosts, in its own process so
 // that each run starts with a fresh Pulumi runtime, as the CLI does. The harness (harness.ts)
 // spawns it: node --import tsx test/support/apply.ts <request.json> <result.json>
@@ -19,7 +20,7 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { runArgv } from "../hosts/testbed";
-import { runProgram, type Registered, type StackOutputs } from "./program";
+import { runProgram, type Registered, type StackOutputs } from "../../tools/program";
 import { runRemoteCommand } from "./remote";
 
 export interface ApplyRequest {

@@ -1,5 +1,5 @@
 // Expected values written out by hand from the runbook (design.md, "The documented sequence"),
-// never computed by the code under test (scripts/sequence.ts maps names to steps for the program;
+// never computed by the code under test (tools/sequence.ts maps names to steps for the program;
 // the tests hold it to this list).
 
 /** The main stack's stages in order, each with the resources that carry it out (with a replica). */

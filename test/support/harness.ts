@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { spawn, spawnSync } from "node:child_process";
-import { REPO } from "./program";
+import { REPO } from "../../tools/program";
 import { applyCommand, readApplyResult, type ApplyEvent, type ApplyRequest, type ApplyResult, type StepRecord } from "./apply";
 import { operatorCommand, STATE_DIR, type Testbed } from "../hosts/testbed";
 

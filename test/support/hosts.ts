@@ -19,7 +19,7 @@ export const whileLoading = () =>
 /**
  * Shell printing every table of `db` in full, as COPY writes it (a `== schema.table` line, then its
  * rows sorted by their text in the C collation): a comparison of the data independent of the copy
- * step's own fingerprint (components/fingerprint.ts), compared byte for byte by the tests.
+ * step's own fingerprint (components/machinery/fingerprint.ts), compared byte for byte by the tests.
  */
 export const tablesDump = (db: string) =>
     `${psql(db)} -c "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1" | while read -r t; do echo "== $t"; ${psql(db)} -c "COPY (SELECT * FROM $t x ORDER BY x::text COLLATE \\"C\\") TO STDOUT"; done`;

@@ -1,3 +1,4 @@
+// Over 300 lines: one table of bad values for every config key, which must be in one place to be checked complete.
 // Issue 9, part 1: generated invalid configs, one broken key each, over every key of the schema.
 // Each must end in one ConfigError naming that key, before the program registers any resource
 // (so no command can run). The keys come from the schema itself, so a key added later without a
@@ -8,7 +9,7 @@ import fc from "fast-check";
 import { z } from "zod";
 import { CONFIG_KEYS, ConfigError, PROJECT, parseStackConfig, stackSchema } from "../../components/config";
 import { CANARY, HOST_KEY, KEYS, mainConfig, withReplica } from "../support/fixtures";
-import { runProgram, type Registered } from "../support/program";
+import { runProgram, type Registered } from "../../tools/program";
 
 const SEED = 20250506;
 

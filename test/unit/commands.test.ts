@@ -4,7 +4,7 @@ import * as assert from "node:assert/strict";
 // The CommonJS module object itself, so that its functions can be replaced for the test.
 const childProcess = require("node:child_process");
 import { mainConfig, withReplica } from "../support/fixtures";
-import { runProgram } from "../support/program";
+import { runProgram } from "../../tools/program";
 
 test("remote commands: no environment, no previous output in env, host key pinned", async () => {
     const run = await runProgram(withReplica(mainConfig()));

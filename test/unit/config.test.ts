@@ -3,7 +3,7 @@ import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseStackConfig } from "../../components/config";
 import { KEYS, mainConfig } from "../support/fixtures";
-import { runProgram, type Registered } from "../support/program";
+import { runProgram, type Registered } from "../../tools/program";
 
 function set(config: Record<string, any>, path: string, value: unknown): Record<string, any> {
     const copy = structuredClone(config);

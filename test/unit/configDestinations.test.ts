@@ -8,12 +8,12 @@ import * as assert from "node:assert/strict";
 import fc from "fast-check";
 import YAML from "yaml";
 import { ConfigError, parseStackConfig, type MainConfig } from "../../components/config";
-import { cronEntry, crawlPaths, renderCrawlScript } from "../../components/incrementalCrawls";
-import { SALT_LOADED_TABLES } from "../../components/incrementalCopy";
+import { cronEntry, crawlPaths, renderCrawlScript } from "../../components/runbook/incremental-updates/incrementalCrawls";
+import { SALT_LOADED_TABLES } from "../../components/runbook/copy-incremental-data/incrementalCopy";
 import { crawlsPillar, tinyproxyPillar } from "../../components/pillar";
-import { renderTinyproxyConf } from "../../components/tinyproxyAllowlist";
+import { renderTinyproxyConf } from "../../components/runbook/dependencies/tinyproxyAllowlist";
 import { mainConfig, withReplica } from "../support/fixtures";
-import { runProgram } from "../support/program";
+import { runProgram } from "../../tools/program";
 
 const SEED = 20261201;
 

@@ -1,3 +1,4 @@
+// Over 300 lines: every failure path of the gate (scripts/gate.mjs), one test each, against one local server.
 // The gates (scripts/gate.mjs) against a local HTTP server on 127.0.0.1 that answers as Scrapyd or
 // RabbitMQ would, or does not: every way a gate must fail closed, with its message, and the
 // requests it makes (path, query, basic auth). Expected messages are written out.

@@ -6,7 +6,7 @@ import * as assert from "node:assert/strict";
 import * as http from "node:http";
 import * as path from "node:path";
 import { spawn } from "node:child_process";
-import { REPO } from "../support/program";
+import { REPO } from "../../tools/program";
 
 interface Seen {
     hosts: string[];

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import { parseStackConfig } from "../../components/config";
 import { HOST_KEY, mainConfig, withReplica } from "../support/fixtures";
 import { PAYLOADS, stringLeaves, withLeaf } from "../support/hostile";
-import { REPO } from "../support/program";
+import { REPO } from "../../tools/program";
 
 /** The fixture with every optional string key filled, so every field is tried. */
 function fullConfig(): Record<string, any> {

@@ -3,8 +3,8 @@ import { test } from "node:test";
 import { spawnSync } from "node:child_process";
 import * as assert from "node:assert/strict";
 import { mainConfig, withReplica } from "../support/fixtures";
-import { runProgram } from "../support/program";
-import { Graph } from "../../scripts/graph";
+import { runProgram } from "../../tools/program";
+import { Graph } from "../../tools/graph";
 import { MAIN_STAGES, PRESYNC as PRESYNC_NAMES, REPLICATION } from "../support/expected";
 
 // The documented sequence, written out (test/support/expected.ts), labelled "<step> <what>". Each

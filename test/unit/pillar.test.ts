@@ -6,7 +6,7 @@ import { execFileSync } from "node:child_process";
 import YAML from "yaml";
 import { parseStackConfig, type MainConfig } from "../../components/config";
 import { mainConfig, withReplica } from "../support/fixtures";
-import { runProgram } from "../support/program";
+import { runProgram } from "../../tools/program";
 
 const HOSTILE_ARGS = { compile_releases: "true", note: `it's "quoted" $(x) ; y` };
 

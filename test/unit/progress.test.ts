@@ -1,4 +1,4 @@
-// The progress reporter of long steps (components/progress.ts), run by bash here as a step runs it
+// The progress reporter of long steps (components/machinery/progress.ts), run by bash here as a step runs it
 // on a server (`set -euo pipefail`, then the lines): lines while the body runs, one when it ends, the
 // body's own output and status untouched, and no reporter left behind when the body fails.
 import { test } from "node:test";
@@ -7,8 +7,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { withProgress } from "../../components/progress";
-import { sh, script, ShellText } from "../../components/shell";
+import { withProgress } from "../../components/machinery/progress";
+import { sh, script, ShellText } from "../../components/machinery/shell";
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "progress-"));
 const counter = path.join(dir, "count");

@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import { HOST_KEY } from "../support/fixtures";
-import { runProgram } from "../support/program";
+import { runProgram } from "../../tools/program";
 
 const PASSWORD = "canary-replication-S3cr3t-51aa";
 

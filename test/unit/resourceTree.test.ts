@@ -5,8 +5,8 @@ import { test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { mainConfig, withReplica } from "../support/fixtures";
-import { runProgram } from "../support/program";
-import { inheritedDependsOn } from "../../components/dependencies";
+import { runProgram } from "../../tools/program";
+import { inheritedDependsOn } from "../../components/machinery/dependencies";
 
 const M = "data-support:main:MainServer$data-support:";
 // Name -> the parent's URN without its "urn:pulumi:<stack>::<project>::" head.

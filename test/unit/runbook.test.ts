@@ -1,4 +1,4 @@
-// The offline runbook (scripts/runbook.ts): every resource once, after everything it waits for,
+// The offline runbook (tools/runbook.ts): every resource once, after everything it waits for,
 // numbered by the documented sequence; secrets never shown; the stack files read as the CLI reads
 // them; a bad config ends in the program's own ConfigError and a non-zero exit.
 import { test } from "node:test";
@@ -8,11 +8,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
 import { ConfigError } from "../../components/config";
-import { buildRunbook, renderJson, renderMarkdown, runbookForStack, runbookSteps, type RunbookStep } from "../../scripts/runbook";
+import { buildRunbook, renderJson, renderMarkdown, runbookForStack, runbookSteps, type RunbookStep } from "../../tools/runbook";
 import { MAIN_STAGES, MAIN_STEP_OF, PRESYNC } from "../support/expected";
-import { readStackConfig, SECRET, StackFileError } from "../../scripts/stackConfig";
+import { readStackConfig, SECRET, StackFileError } from "../../tools/stackConfig";
 import { CANARY, mainConfig, withReplica } from "../support/fixtures";
-import { REPO, runProgram } from "../support/program";
+import { REPO, runProgram } from "../../tools/program";
 
 const CONFIGS = [
     ["without a replica", mainConfig()],
@@ -20,7 +20,7 @@ const CONFIGS = [
 ] as const;
 
 function cli(args: string[]): { status: number | null; stdout: string; stderr: string } {
-    const child = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO, "scripts", "runbook.ts"), ...args], { cwd: REPO, encoding: "utf8" });
+    const child = spawnSync(process.execPath, ["--import", "tsx", path.join(REPO, "tools", "runbook.ts"), ...args], { cwd: REPO, encoding: "utf8" });
     return { status: child.status, stdout: child.stdout, stderr: child.stderr };
 }
 

@@ -14,8 +14,8 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { spawnSync } from "node:child_process";
-import { REPO, toAllConfig } from "../support/program";
-import { readStackConfig } from "../../scripts/stackConfig";
+import { REPO, toAllConfig } from "../../tools/program";
+import { readStackConfig } from "../../tools/stackConfig";
 
 // The language host finds cmd/run from the program directory (main.go: locateModule).
 const runPath = (dir: string) => path.join(dir, "node_modules", "@pulumi", "pulumi", "cmd", "run");
@@ -133,7 +133,7 @@ test("after an upgrade changes a component, the next pulumi up still compiles (t
     // ts-node 7 type-checks only the files it compiles: with index.ts cached, the changed component
     // alone is the program's root, and TypeScript 6 then requires rootDir with ts-node's outDir (TS5011).
     assert.ok(mainStack, "the main stack ran first (and filled the cache)");
-    const file = path.join(PROJECT, "components", "dockerApps.ts");
+    const file = path.join(PROJECT, "components", "runbook", "docker-apps", "dockerApps.ts");
     fs.appendFileSync(file, "// changed by an upgrade\n");
     const run = pulumiRun(PROJECT, "main", CACHE);
     assert.equal(run.status, 0, run.stderr);
@@ -143,6 +143,6 @@ test("after an upgrade changes a component, the next pulumi up still compiles (t
     fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("readonly done: pulumi.Resource[];", "readonly done: pulumi.Resource[] = 42;"));
     const broken = pulumiRun(PROJECT, "main", CACHE);
     assert.equal(broken.status, 32, broken.stderr);
-    assert.match(broken.stderr, /^error: \[runtime\] Running program '.*\/project\/index\.ts' failed with an unhandled exception:\nTSError: ⨯ Unable to compile TypeScript:\ncomponents\/dockerApps\.ts\(\d+,\d+\): error TS2322: Type 'number' is not assignable to type 'Resource\[\]'\./);
+    assert.match(broken.stderr, /^error: \[runtime\] Running program '.*\/project\/index\.ts' failed with an unhandled exception:\nTSError: ⨯ Unable to compile TypeScript:\ncomponents\/runbook\/docker-apps\/dockerApps\.ts\(\d+,\d+\): error TS2322: Type 'number' is not assignable to type 'Resource\[\]'\./);
     assert.deepEqual(broken.resources, []);
 });

@@ -1,3 +1,4 @@
+// Over 300 lines: the facts of Salt's rendering for every file the program manages, side by side in one place, so one reading compares them all.
 // Salt equivalence (issue 15, deliverable 5), the parts that hold today: for the example pillar of
 // the deploy repository at the runbook's commit (afaedf6b), what the program writes against what
 // Salt's templates render from the pillar fragments the program outputs. Salt's side is written
@@ -13,13 +14,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
 import { parseStackConfig, type MainConfig } from "../../components/config";
-import { cronEntry, MAILTO, renderCrawlScript, SALT_CRON_TAG } from "../../components/incrementalCrawls";
+import { cronEntry, MAILTO, renderCrawlScript, SALT_CRON_TAG } from "../../components/runbook/incremental-updates/incrementalCrawls";
 import { allowList } from "../../components/mainServer";
 import { crawlsPillar, replicaPillar, tinyproxyPillar } from "../../components/pillar";
-import { renderTinyproxyConf } from "../../components/tinyproxyAllowlist";
-import { replicationHbaLines } from "../../components/replicationSource";
+import { renderTinyproxyConf } from "../../components/runbook/dependencies/tinyproxyAllowlist";
+import { replicationHbaLines } from "../../components/runbook/dependencies/replicationSource";
 import { mainConfig } from "../support/fixtures";
-import { runProgram, type Registered } from "../support/program";
+import { runProgram, type Registered } from "../../tools/program";
 
 // salt/kingfisher/collect/files/cardinal/dominican_republic_api.ini stands in as its first lines:
 // the file is copied as it is, whatever it holds (Pulumi.main.yaml carries the whole of it).

@@ -4,7 +4,7 @@
 import { test, type TestContext } from "node:test";
 import * as assert from "node:assert/strict";
 import { CANARY, HOST_KEY, mainConfig, withReplica } from "../support/fixtures";
-import { runProgram, type ProgramRun } from "../support/program";
+import { runProgram, type ProgramRun } from "../../tools/program";
 
 const GENERATED = "mock-generated-password-0123456789";
 const REPLICATION = "canary-replication-S3cr3t-51aa";

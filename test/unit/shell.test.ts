@@ -5,8 +5,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { quote, sh } from "../../components/shell";
-import { renderCrawlScript } from "../../components/incrementalCrawls";
+import { quote, sh } from "../../components/machinery/shell";
+import { renderCrawlScript } from "../../components/runbook/incremental-updates/incrementalCrawls";
 import { parseStackConfig } from "../../components/config";
 import { mainConfig } from "../support/fixtures";
 

@@ -1,4 +1,4 @@
-// The tree manifest (components/treeManifest.ts) on a real directory: equal trees give equal
+// The tree manifest (components/machinery/treeManifest.ts) on a real directory: equal trees give equal
 // content, any change of a name, a size or a byte (with its mtime) shows, and unchanged files keep
 // their digest from the previous manifest instead of being read again.
 import { test } from "node:test";
@@ -7,8 +7,8 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { manifestContent, treeManifest } from "../../components/treeManifest";
-import { sh } from "../../components/shell";
+import { manifestContent, treeManifest } from "../../components/machinery/treeManifest";
+import { sh } from "../../components/machinery/shell";
 
 function manifest(dir: string, previous = ""): string {
     return execFileSync("bash", ["-c", treeManifest(dir).text], { input: previous }).toString();

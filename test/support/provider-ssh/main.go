@@ -1,3 +1,4 @@
+// Over 300 lines: one program that follows the provider's connection code step by step; split, it would no longer read alongside it.
 // provider-ssh: runs ONE remote command the way pulumi/pulumi-command v1.2.1 runs a
 // `command:remote:Command` step, with the same SSH library (golang.org/x/crypto/ssh), so the test
 // harness meets the provider's SSH rules instead of OpenSSH's client's.

@@ -1,7 +1,8 @@
+// Over 300 lines: the offline runbook's model and its renderings (Markdown, JSON, docs/) kept together, since docs/ is checked byte for byte against them.
 // The offline runbook: what `pulumi up -s <stack>` would do, step by step, without the Pulumi CLI,
 // credentials or network. It runs the real program (index.ts) under the SDK's mocks with the
-// stack's config (scripts/stackConfig.ts) and lists every resource in an order that respects every
-// dependency, numbered by the runbook's documented steps (scripts/sequence.ts), with its host,
+// stack's config (tools/stackConfig.ts) and lists every resource in an order that respects every
+// dependency, numbered by the runbook's documented steps (tools/sequence.ts), with its host,
 // whether it is desired state, one-off or a gate, and its exact command text. Nothing runs.
 //
 //   npm run runbook -- <stack> [--json] [--cwd DIR]   Markdown (default) or JSON on stdout
@@ -120,8 +121,8 @@ function host(r: Registered, cfg: Validated): RunbookHost | undefined {
 
 function toStep(r: Registered, position: number, sequence: Sequence, graph: Graph, cfg: Validated): RunbookStep {
     const stage = stageOf(sequence, r.name);
-    // A resource in no documented step would have no number: scripts/sequence.ts must name it.
-    if (!stage) throw new Error(`${r.name} (${r.type}) is in no step of the documented sequence: add it to scripts/sequence.ts`);
+    // A resource in no documented step would have no number: tools/sequence.ts must name it.
+    if (!stage) throw new Error(`${r.name} (${r.type}) is in no step of the documented sequence: add it to tools/sequence.ts`);
     const isCommand = r.type.startsWith("command:");
     const step: RunbookStep = {
         position,

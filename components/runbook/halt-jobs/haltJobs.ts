@@ -7,11 +7,11 @@
 // container (`docker compose run`) and write exchange_rates while step 7 copies it; so it is
 // stopped here too (README, "Where we differ from the runbook").
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { removeCronEntries } from "./cron";
-import { noteForRunbook } from "./runbookNotes";
-import { asUser, sh, script, ShellText } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { removeCronEntries } from "../../machinery/cron";
+import { noteForRunbook } from "../../machinery/runbookNotes";
+import { asUser, sh, script, ShellText } from "../../machinery/shell";
 
 export const EXCHANGE_RATES_CRON_ID = "PELICAN_BACKEND_UPDATE_EXCHANGE_RATES";
 

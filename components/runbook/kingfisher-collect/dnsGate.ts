@@ -1,10 +1,10 @@
 // Step 5 (gate): "Once DNS has propagated". The collect hostname must resolve, as the operator
 // sees it, to the new server's addresses only. Fails until then; the next `up` checks again.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { localCommand } from "./operator";
-import { sh } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { localCommand } from "../../machinery/operator";
+import { sh } from "../../machinery/shell";
 
 export interface DnsGateArgs {
     hostname: string;

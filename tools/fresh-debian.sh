@@ -3,15 +3,15 @@
 # minbase system (none of the test packages), with only this machine's Node.js, npm settings and
 # CA certificates copied in, as a newcomer's machine would have them. For checking that the README's
 # commands install everything they need (issue #17); as root, on Debian 12.
-#   bash scripts/fresh-debian.sh 'bash scripts/setup-debian.sh && npm run rehearse'
-#   bash scripts/fresh-debian.sh --new ...   (a new system, not the one kept from the last run)
+#   bash tools/fresh-debian.sh 'bash tools/setup-debian.sh && npm run rehearse'
+#   bash tools/fresh-debian.sh --new ...   (a new system, not the one kept from the last run)
 # The system is kept in /var/tmp/data-support-fresh (about 1.5 GB with the packages installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "fresh-debian: run as root (debootstrap, chroot)" >&2; exit 1; }
 R=/var/tmp/data-support-fresh
 if [ "${1:-}" = --new ]; then shift; umount -R "$R" 2> /dev/null || true; rm -rf "$R"; fi
-[ $# = 1 ] || { echo "usage: bash scripts/fresh-debian.sh [--new] 'COMMAND'" >&2; exit 2; }
+[ $# = 1 ] || { echo "usage: bash tools/fresh-debian.sh [--new] 'COMMAND'" >&2; exit 2; }
 
 if [ ! -x "$R/usr/bin/apt-get" ]; then
     command -v debootstrap > /dev/null || { apt-get update && apt-get install -y debootstrap; }

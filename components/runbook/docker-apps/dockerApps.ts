@@ -2,9 +2,9 @@
 // Django migrations first (kingfisher-process through `cron`, pelican-frontend through `web`),
 // then pull the images and start each app. One-off.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { asUser, sh } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { asUser, sh } from "../../machinery/shell";
 
 export interface DockerAppsArgs {
     newMain: Host;

@@ -1,10 +1,10 @@
 // Step 1 (Dependencies, Tinyproxy): the docs server's tinyproxy admits the new server, and keeps
 // the addresses still in use. Desired state: converges on every `pulumi up`.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { receiveWhole, sha256 } from "./managedFile";
-import { quote, sh, script } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { receiveWhole, sha256 } from "../../machinery/managedFile";
+import { quote, sh, script } from "../../machinery/shell";
 
 export interface AllowedEntry {
     address: string;

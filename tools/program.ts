@@ -4,7 +4,7 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
-import { clearRunbookNotes, runbookNote, type RunbookNote } from "../components/runbookNotes";
+import { clearRunbookNotes, runbookNote, type RunbookNote } from "../components/machinery/runbookNotes";
 
 export const REPO = path.resolve(__dirname, "..");
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";

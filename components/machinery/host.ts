@@ -3,7 +3,7 @@
 // the design requires are applied here once (see ../shared/design.md, "@pulumi/command semantics").
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { pinHostKeyCommand, type ServerConfig } from "./config";
+import { pinHostKeyCommand, type ServerConfig } from "../config";
 import { noteForRunbook } from "./runbookNotes";
 import { sh, ShellText, script } from "./shell";
 

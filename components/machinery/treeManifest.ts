@@ -9,6 +9,9 @@
 // what must be equal on both sides (`cut -f1-4`); the mtime only keys the reuse of digests.
 import { sh, ShellText } from "./shell";
 
+// The program is command text, so it is users' state: a comment in it still names
+// components/progress.ts, where the reporter was when it was written (now machinery/progress.ts);
+// editing that comment would update every step that runs it, for nothing.
 const PROGRAM = String.raw`import hashlib, json, os, socket, sys, time
 root = os.fsencode(sys.argv[1])
 cache = {}

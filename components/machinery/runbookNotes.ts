@@ -1,4 +1,4 @@
-// What the offline runbook (scripts/runbook.ts) cannot read from a command's inputs: which commands
+// What the offline runbook (tools/runbook.ts) cannot read from a command's inputs: which commands
 // are one-off steps, and what each gate checks, in words. Host.oneOff and the gates record it here
 // by resource name (unique in a stack). Nothing in the program reads it back, so it changes no
 // command: it only saves the runbook from guessing by parsing scripts.

@@ -7,15 +7,15 @@
 // the target as it was), and data/ and logs/ are pre-synced while the old server is still live,
 // so the copy after the halt only moves what changed.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import type { TemporaryAccess, TransferCommand, TransferTree } from "./temporaryAccess";
-import { removeCronEntries } from "./cron";
-import { compareOrFail, TABLES_FINGERPRINT_SQL } from "./fingerprint";
-import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
-import { manifestContent, treeManifest } from "./treeManifest";
-import { sh, script, ShellText } from "./shell";
-import { databaseLoadMeter, filesMeter, tableBytesCommand, treeSize, USER_TABLES, withProgress } from "./progress";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import type { TemporaryAccess, TransferCommand, TransferTree } from "../../machinery/temporaryAccess";
+import { removeCronEntries } from "../../machinery/cron";
+import { compareOrFail, TABLES_FINGERPRINT_SQL } from "../../machinery/fingerprint";
+import { remoteFingerprintCommand, verifiedCopy } from "../../machinery/verifiedCopy";
+import { manifestContent, treeManifest } from "../../machinery/treeManifest";
+import { sh, script, ShellText } from "../../machinery/shell";
+import { databaseLoadMeter, filesMeter, tableBytesCommand, treeSize, USER_TABLES, withProgress } from "../../machinery/progress";
 
 export const INCREMENTAL_CRON_PATTERN = "OCDS_KINGFISHER_COLLECT_[A-Z0-9_]+";
 
@@ -30,7 +30,7 @@ export function incrementalTransfers(a: { user: string; home: string; database: 
             { user: "postgres", command: remoteFingerprintCommand(a.database, "tables"), input: TABLES_FINGERPRINT_SQL },
             // The manifest reads its previous digests on stdin (only a cache: every file is listed).
             ...treesOf(a.home).map((dir) => ({ user: a.user, command: treeManifest(dir).text, passStdin: true })),
-            // The totals of the progress lines (components/progress.ts): bytes of table data, size of the trees.
+            // The totals of the progress lines (components/machinery/progress.ts): bytes of table data, size of the trees.
             { user: "postgres", command: tableBytesCommand(a.database, USER_TABLES) },
             { user: a.user, command: treeSize(treesOf(a.home)).text },
         ],

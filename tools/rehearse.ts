@@ -1,3 +1,4 @@
+// Over 300 lines: the rehearsal from top to bottom, in the order it prints; none of its parts is used elsewhere.
 // `npm run rehearse`: the whole migration rehearsed on this machine. Brings up the test hosts
 // (test/hosts/, real Debian services in Linux namespaces), fills the old server with generated data
 // of the size asked for, runs the main stack then the replica stack as `pulumi up` would, through
@@ -10,8 +11,8 @@ import * as fs from "node:fs";
 import { down, pointName, run, STATE_DIR, up, type HostName, type Testbed } from "../test/hosts/testbed";
 import { Harness, testbedConfig, type ApplyEvent, type ApplyOptions, type ApplyResult } from "../test/support/harness";
 import { canRunTestHosts } from "../test/support/harness";
-import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../components/fingerprint";
-import { EXCHANGE_RATES_COLUMNS } from "../components/exchangeRatesCopy";
+import { TABLES_FINGERPRINT_SQL, columnsFingerprintSql, treeFingerprint } from "../components/machinery/fingerprint";
+import { EXCHANGE_RATES_COLUMNS } from "../components/runbook/pelican-backend/exchangeRatesCopy";
 import { createTablesSql, FILES_PY, insertRowsSql, SETTLE_SQL } from "../bench/copyData";
 
 const USAGE = `usage: npm run rehearse -- [--size 250MB] [--rows N] [--files N] [--link 64mbit|none] [--keep]

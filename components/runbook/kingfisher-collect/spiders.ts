@@ -1,9 +1,9 @@
 // Step 5 (Kingfisher Collect): once DNS points at the new server, deploy the spiders to its
 // Scrapyd with scrapyd-deploy from the Kingfisher Collect checkout. One-off.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { asUser, sh } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { asUser, sh } from "../../machinery/shell";
 
 export interface SpiderDeployArgs {
     newMain: Host;

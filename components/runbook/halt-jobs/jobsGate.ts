@@ -10,9 +10,9 @@
 // one still crawls. The URL's name stays the TLS name (SNI, certificate) and the HTTP Host.
 // A gate that fails stops the run (a failed create records no state): the next `up` checks again.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import { localCommand } from "./operator";
-import { asUser, sh, ShellText } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import { localCommand } from "../../machinery/operator";
+import { asUser, sh, ShellText } from "../../machinery/shell";
 
 export interface Endpoint {
     url: string;

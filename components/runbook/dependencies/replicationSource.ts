@@ -3,10 +3,10 @@
 // replication` line per replica address ("all" in pg_hba does not match replication).
 // Desired state: removed cleanly (delete) when the replica leaves the config.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
+import { inheritedDependsOn } from "../../machinery/dependencies";
 import * as random from "@pulumi/random";
-import type { Host } from "./host";
-import { sh, script } from "./shell";
+import type { Host } from "../../machinery/host";
+import { sh, script } from "../../machinery/shell";
 
 export interface ReplicationSourceArgs {
     main: Host;

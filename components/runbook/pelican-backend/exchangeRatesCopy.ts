@@ -2,14 +2,14 @@
 // to new, straight over TemporaryAccess, in one transaction, then verified equal. One-off.
 // The runbook's slips (a .csv dumped, an .sql copied; a detour through a laptop) are not repeated.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import type { TemporaryAccess } from "./temporaryAccess";
-import { columnsFingerprintSql } from "./fingerprint";
-import { remoteFingerprintCommand, verifiedCopy } from "./verifiedCopy";
-import type { TransferCommand } from "./temporaryAccess";
-import { sh, script } from "./shell";
-import { databaseLoadMeter, EXCHANGE_RATES_TABLE, tableBytesCommand, withProgress } from "./progress";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import type { TemporaryAccess } from "../../machinery/temporaryAccess";
+import { columnsFingerprintSql } from "../../machinery/fingerprint";
+import { remoteFingerprintCommand, verifiedCopy } from "../../machinery/verifiedCopy";
+import type { TransferCommand } from "../../machinery/temporaryAccess";
+import { sh, script } from "../../machinery/shell";
+import { databaseLoadMeter, EXCHANGE_RATES_TABLE, tableBytesCommand, withProgress } from "../../machinery/progress";
 
 export const EXCHANGE_RATES_COLUMNS = ["valid_on", "rates", "created", "modified"];
 
@@ -23,7 +23,7 @@ export function exchangeRatesTransfers(database: string): TransferCommand[] {
     return [
         { user: "postgres", command: exchangeRatesExport(database) },
         { user: "postgres", command: remoteFingerprintCommand(database, "exchange_rates"), input: columnsFingerprintSql("exchange_rates", EXCHANGE_RATES_COLUMNS) },
-        // The total of the progress lines (components/progress.ts).
+        // The total of the progress lines (components/machinery/progress.ts).
         { user: "postgres", command: tableBytesCommand(database, EXCHANGE_RATES_TABLE) },
     ];
 }

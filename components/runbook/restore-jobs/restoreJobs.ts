@@ -3,11 +3,11 @@
 // Salt jobs other than crawls (the excluded-supplier cron), kept aside for the copy in step 6. The old
 // server's jobs stay off.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Host } from "./host";
-import { restoreCronEntries } from "./cron";
-import { incrementalJobsSaved } from "./incrementalCopy";
-import { sh, script } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Host } from "../../machinery/host";
+import { restoreCronEntries } from "../../machinery/cron";
+import { incrementalJobsSaved } from "../copy-incremental-data/incrementalCopy";
+import { sh, script } from "../../machinery/shell";
 
 export interface RestoreJobsArgs {
     newMain: Host;

@@ -3,12 +3,12 @@
 // crontab. Desired state: adding, changing or removing a crawl changes exactly its script and
 // entry; an unchanged config changes nothing.
 import * as pulumi from "@pulumi/pulumi";
-import { inheritedDependsOn } from "./dependencies";
-import type { Crawl } from "./config";
-import type { Host } from "./host";
-import { INCREMENTAL_CRON_PATTERN } from "./incrementalCopy";
-import { managedFile } from "./managedFile";
-import { quote, sh, script } from "./shell";
+import { inheritedDependsOn } from "../../machinery/dependencies";
+import type { Crawl } from "../../config";
+import type { Host } from "../../machinery/host";
+import { INCREMENTAL_CRON_PATTERN } from "../copy-incremental-data/incrementalCopy";
+import { managedFile } from "../../machinery/managedFile";
+import { quote, sh, script } from "../../machinery/shell";
 
 export const MAILTO = "sysadmin@open-contracting.org";
 
