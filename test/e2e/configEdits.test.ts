@@ -80,8 +80,12 @@ const SALT_TAG = "# Lines below here are managed by Salt, do not edit";
 const MAILTO = "MAILTO=sysadmin@open-contracting.org";
 const EXCLUDED = ["# SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER", `42 1 * * * ${HOME}/bin/do_excluded_supplier.sh`];
 
-/** The crawl files under bin/ and cardinal/ (Salt's own two scripts are always there). */
-const crawlFiles = async () => (await sh("new", `cd ${HOME} && ls -1 bin/*.sh cardinal/*.ini cardinal/*.sql 2>/dev/null || true`)).trim().split("\n").filter(Boolean);
+/**
+ * The crawl files: scripts under bin/, cardinal's settings and result.sql under bi/ (Salt's paths;
+ * Salt's own two scripts are always there, and bi/sql's reference files are not a crawl's).
+ */
+const crawlFiles = async () =>
+    (await sh("new", `cd ${HOME} && ls -1 bin/*.sh bi/settings/*.ini bi/sql/*_result.sql 2>/dev/null || true`)).trim().split("\n").filter(Boolean);
 
 /** has_table_privilege(role, table, SELECT) on new, as "role table t|f" lines. */
 async function grants(roles: string[], tables: string[]): Promise<string[]> {
@@ -130,15 +134,25 @@ after(async () => {
     await down();
 });
 
-test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's table, only the new server is admitted", async () => {
+test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's result only, only the new server is admitted", async () => {
     assert.equal(await crontab(), [SALT_TAG, MAILTO, ...entry("DOMINICAN_REPUBLIC", DR.spider), ...entry("ECUADOR", EC.spider, "1"), ...EXCLUDED, ""].join("\n"));
-    assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_api.sh", "bin/ecuador_sercop_bulk.sh", "bin/mexico_nuevo_leon.sh"]);
-    // _result: Salt's grant (its result.sql), copied from the old server; _clean: nobody's.
+    // DR's cardinal files are Salt's (cardinal on in its pillar), left as Salt wrote them: DR is not
+    // a cardinal crawl in this config, so the program installs none.
+    assert.deepEqual(await crawlFiles(), [
+        "bi/settings/dominican_republic_api.ini",
+        "bi/sql/dominican_republic_api_result.sql",
+        "bin/do_excluded_supplier.sh",
+        "bin/dominican_republic_api.sh",
+        "bin/ecuador_sercop_bulk.sh",
+        "bin/mexico_nuevo_leon.sh",
+    ]);
+    // _result: Salt's grant (its result.sql), copied from the old server; the raw table and _clean:
+    // nobody's (Salt grants only the result; DR without cardinal: the program grants nothing).
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES.slice(0, 3)), [
         "bi dominican_republic_api f",
         "bi dominican_republic_api_clean f",
         "bi dominican_republic_api_result f",
-        "dgcp dominican_republic_api t",
+        "dgcp dominican_republic_api f",
         "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result t",
     ]);
@@ -148,11 +162,11 @@ test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's
 });
 
 test("edit 1: a crawl added, every field of another changed (cardinal on, a user added), an allow-list entry added", async () => {
-    // The new crawl's table exists already (a crawl ran by hand): its reader is granted at once.
+    // The new crawl's table exists already (a crawl ran by hand): without cardinal, its users get
+    // no grant on it all the same (Salt's grants are cardinal's result.sql).
     await sh("new", `${psql("kingfisher_collect")} -c "CREATE TABLE paraguay_dncp_releases (data jsonb)"`);
     const result = applyEdit({ crawls: [DR1, EC, PY], keep: [OUTSIDER_V4, OUTSIDER_V6] });
     assert.deepEqual(acted(result), [
-        "create data-support-crawls-dominican_republic-cardinal",
         "create data-support-crawls-dominican_republic-cardinal-result-sql",
         "create data-support-crawls-dominican_republic-cardinal-settings",
         "create data-support-crawls-paraguay",
@@ -170,30 +184,33 @@ test("edit 1: a crawl added, every field of another changed (cardinal on, a user
         [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", DR.spider, "15"), ...entry("ECUADOR", EC.spider, "1"), ...entry("PARAGUAY", PY.spider), ""].join("\n"),
     );
     assert.deepEqual(await crawlFiles(), [
+        "bi/settings/dominican_republic_api.ini",
+        "bi/sql/dominican_republic_api_result.sql",
         "bin/do_excluded_supplier.sh",
-        "bin/dominican_republic_api.cardinal.sh",
         "bin/dominican_republic_api.sh",
         "bin/ecuador_sercop_bulk.sh",
         "bin/mexico_nuevo_leon.sh",
         "bin/paraguay_dncp_releases.sh",
-        "cardinal/dominican_republic_api.ini",
-        "cardinal/dominican_republic_api.result.sql",
     ]);
     const dr = await sh("new", `cat ${HOME}/bin/dominican_republic_api.sh`);
     assert.match(dr, / from_date=2025-01-01 /);
     assert.match(dr, / DOWNLOAD_DELAY=1 /);
     assert.doesNotMatch(dr, /compile_releases/, "the argument that left the config left the script");
-    assert.match(dr, /dominican_republic_api\.cardinal\.sh/);
-    assert.match(await sh("new", `cat ${HOME}/cardinal/dominican_republic_api.ini`), /^currency = DOP$/m);
+    // Cardinal's steps are in the crawl's own script, as in Salt's cron.sh.
+    assert.match(dr, /ocdscardinal prepare \\\n {4}-s \/home\/incremental\/bi\/settings\/dominican_republic_api\.ini /);
+    assert.equal(await sh("new", `cat ${HOME}/bi/settings/dominican_republic_api.ini`), "[defaults]\ncurrency = DOP\n");
+    assert.equal(await sh("new", `grep GRANT ${HOME}/bi/sql/dominican_republic_api_result.sql`), "    GRANT SELECT ON dominican_republic_api_result TO dgcp;\n    GRANT SELECT ON dominican_republic_api_result TO bi;\n");
     assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), / CONCURRENT_REQUESTS=2 /);
-    // Cardinal on: the crawl's three tables, for both of its users; the added crawl's for bi.
+    // Cardinal on: the crawl's result (and only it, as Salt's result.sql), for both of its users, at
+    // once on the table the copy brought. The added crawl has no cardinal: its users get nothing,
+    // though its table exists.
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES), [
-        "bi dominican_republic_api t",
-        "bi dominican_republic_api_clean t",
+        "bi dominican_republic_api f",
+        "bi dominican_republic_api_clean f",
         "bi dominican_republic_api_result t",
-        "bi paraguay_dncp_releases t",
-        "dgcp dominican_republic_api t",
-        "dgcp dominican_republic_api_clean t",
+        "bi paraguay_dncp_releases f",
+        "dgcp dominican_republic_api f",
+        "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result t",
         "dgcp paraguay_dncp_releases f",
     ]);
@@ -219,7 +236,6 @@ test("edit 2: a crawl removed, a user removed, cardinal off, an allow-list entry
         "create data-support-replication-max-worker-processes",
         "create data-support-replication-password",
         "create data-support-replication-source",
-        "delete data-support-crawls-dominican_republic-cardinal",
         "delete data-support-crawls-dominican_republic-cardinal-result-sql",
         "delete data-support-crawls-dominican_republic-cardinal-settings",
         "delete data-support-crawls-ecuador",
@@ -236,13 +252,13 @@ test("edit 2: a crawl removed, a user removed, cardinal off, an allow-list entry
     const dr = await sh("new", `cat ${HOME}/bin/dominican_republic_api.sh`);
     assert.match(dr, / DOWNLOAD_DELAY=3 /);
     assert.doesNotMatch(dr, /DOWNLOAD_DELAY=1|cardinal/);
-    // dgcp left the list: the grants this program made are revoked (Salt's on _result was the same
-    // grant, made again by edit 1's cardinal step). bi stays a reader of what it was granted.
+    // Cardinal off: no role reads the result through this crawl any more, so the grants this program
+    // made are revoked, bi's and dgcp's (Salt's on _result was the same grant, made again in edit 1).
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES), [
-        "bi dominican_republic_api t",
-        "bi dominican_republic_api_clean t",
-        "bi dominican_republic_api_result t",
-        "bi paraguay_dncp_releases t",
+        "bi dominican_republic_api f",
+        "bi dominican_republic_api_clean f",
+        "bi dominican_republic_api_result f",
+        "bi paraguay_dncp_releases f",
         "dgcp dominican_republic_api f",
         "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result f",
@@ -329,6 +345,12 @@ test("edit 4: the replica, the added Docker app and the allow-list entry removed
         "delete data-support-replication-source",
         "delete-replaced data-support-tinyproxy-proof",
         "replace data-support-tinyproxy-proof",
+        // The re-checks after the halt and before the copy: their guide names the apps, so they
+        // are asked again (the old server is idle: they pass).
+        "update data-support-gates-after-halt-rabbitmq",
+        "update data-support-gates-after-halt-scrapyd",
+        "update data-support-gates-before-copy-rabbitmq",
+        "update data-support-gates-before-copy-scrapyd",
         // Its text names the apps; it finds its marker and runs nothing again.
         "update data-support-halt-old-server",
         "update data-support-tinyproxy-config",
@@ -365,6 +387,6 @@ test("edit 5: a crawl's identifier renamed and another's spider renamed: nothing
     // The same spider's script stays (the old crawl's delete does not remove what the new one
     // installed); the renamed spider's script moved.
     assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_bulk.sh", "bin/mexico_nuevo_leon.sh", "bin/paraguay_dncp_releases.sh"]);
-    assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), /OCDS_KINGFISHER_COLLECT_PARAGUAY_DNCP/);
+    assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), / CONCURRENT_REQUESTS=2 /);
     assert.deepEqual(await grants(["bi", "dgcp"], ["paraguay_dncp_releases"]), ["bi paraguay_dncp_releases t", "dgcp paraguay_dncp_releases f"]);
 });
