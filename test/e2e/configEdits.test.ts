@@ -20,7 +20,8 @@ const MIGRATION = "/var/lib/data-support/ocp04-to-ocp23";
 // The crawls as first applied, and as edited.
 const DR = { identifier: "DOMINICAN_REPUBLIC", spider: "dominican_republic_api", crawl_time: "2025-05-06", spider_arguments: "-a compile_releases=true", users: ["dgcp"] };
 const EC = { identifier: "ECUADOR", spider: "ecuador_sercop_bulk", crawl_time: "2025-01-01", day: 1 };
-const PY = { identifier: "PARAGUAY", spider: "paraguay_dncp_releases", crawl_time: "2025-02-01", settings: { CONCURRENT_REQUESTS: "2" }, users: ["bi"] };
+// A cardinal crawl: its users read its result (edit 5 renames it: they keep reading it).
+const PY = { identifier: "PARAGUAY", spider: "paraguay_dncp_releases", crawl_time: "2025-02-01", settings: { CONCURRENT_REQUESTS: "2" }, users: ["bi"], cardinal: true, cardinal_settings: "[defaults]\ncurrency = PYG\n" };
 // Edit 1: every field of DR changes but identifier, spider and crawl_time; users gain bi; cardinal on.
 const DR1 = { ...DR, spider_arguments: { from_date: "2025-01-01" }, settings: { DOWNLOAD_DELAY: "1" }, day: 15, users: ["dgcp", "bi"], cardinal: true, cardinal_settings: "[defaults]\ncurrency = DOP\n" };
 // Edit 2: users lose dgcp, cardinal off, day gone (daily again), settings changed.
@@ -80,15 +81,19 @@ const SALT_TAG = "# Lines below here are managed by Salt, do not edit";
 const MAILTO = "MAILTO=sysadmin@open-contracting.org";
 const EXCLUDED = ["# SALT_CRON_IDENTIFIER:DOMINICAN_REPUBLIC_EXCLUDED_SUPPLIER", `42 1 * * * ${HOME}/bin/do_excluded_supplier.sh`];
 
-/** The crawl files under bin/ and cardinal/ (Salt's own two scripts are always there). */
-const crawlFiles = async () => (await sh("new", `cd ${HOME} && ls -1 bin/*.sh cardinal/*.ini cardinal/*.sql 2>/dev/null || true`)).trim().split("\n").filter(Boolean);
+/**
+ * The crawl files: scripts under bin/, cardinal's settings and result.sql under bi/ (Salt's paths;
+ * Salt's own two scripts are always there, and bi/sql's reference files are not a crawl's).
+ */
+const crawlFiles = async () =>
+    (await sh("new", `cd ${HOME} && ls -1 bin/*.sh bi/settings/*.ini bi/sql/*_result.sql 2>/dev/null || true`)).trim().split("\n").filter(Boolean);
 
 /** has_table_privilege(role, table, SELECT) on new, as "role table t|f" lines. */
 async function grants(roles: string[], tables: string[]): Promise<string[]> {
     const sql = `SELECT r || ' ' || t || ' ' || CASE WHEN has_table_privilege(r, t, 'SELECT') THEN 't' ELSE 'f' END FROM unnest(ARRAY[${roles.map((r) => `'${r}'`).join(",")}]) r, unnest(ARRAY[${tables.map((t) => `'${t}'`).join(",")}]) t ORDER BY 1`;
     return (await sh("new", `${psql("kingfisher_collect")} -c "${sql}"`)).trim().split("\n");
 }
-const TABLES = ["dominican_republic_api", "dominican_republic_api_clean", "dominican_republic_api_result", "paraguay_dncp_releases"];
+const TABLES = ["dominican_republic_api", "dominican_republic_api_clean", "dominican_republic_api_result", "paraguay_dncp_releases", "paraguay_dncp_releases_result"];
 
 const allowLines = async () => (await sh("docs", "grep -e '^Allow ' -e '^# outsider' /etc/tinyproxy/tinyproxy.conf")).trim().split("\n");
 
@@ -130,15 +135,25 @@ after(async () => {
     await down();
 });
 
-test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's table, only the new server is admitted", async () => {
+test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's result only, only the new server is admitted", async () => {
     assert.equal(await crontab(), [SALT_TAG, MAILTO, ...entry("DOMINICAN_REPUBLIC", DR.spider), ...entry("ECUADOR", EC.spider, "1"), ...EXCLUDED, ""].join("\n"));
-    assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_api.sh", "bin/ecuador_sercop_bulk.sh", "bin/mexico_nuevo_leon.sh"]);
-    // _result: Salt's grant (its result.sql), copied from the old server; _clean: nobody's.
+    // DR's cardinal files are Salt's (cardinal on in its pillar), left as Salt wrote them: DR is not
+    // a cardinal crawl in this config, so the program installs none.
+    assert.deepEqual(await crawlFiles(), [
+        "bi/settings/dominican_republic_api.ini",
+        "bi/sql/dominican_republic_api_result.sql",
+        "bin/do_excluded_supplier.sh",
+        "bin/dominican_republic_api.sh",
+        "bin/ecuador_sercop_bulk.sh",
+        "bin/mexico_nuevo_leon.sh",
+    ]);
+    // _result: Salt's grant (its result.sql), copied from the old server; the raw table and _clean:
+    // nobody's (Salt grants only the result; DR without cardinal: the program grants nothing).
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES.slice(0, 3)), [
         "bi dominican_republic_api f",
         "bi dominican_republic_api_clean f",
         "bi dominican_republic_api_result f",
-        "dgcp dominican_republic_api t",
+        "dgcp dominican_republic_api f",
         "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result t",
     ]);
@@ -148,14 +163,16 @@ test("after the first up: Salt's crawls replaced by the stack's, dgcp reads DR's
 });
 
 test("edit 1: a crawl added, every field of another changed (cardinal on, a user added), an allow-list entry added", async () => {
-    // The new crawl's table exists already (a crawl ran by hand): its reader is granted at once.
-    await sh("new", `${psql("kingfisher_collect")} -c "CREATE TABLE paraguay_dncp_releases (data jsonb)"`);
+    // The new crawl's tables exist already (a crawl and its cardinal steps ran by hand): its users
+    // read the result at once, and only the result (Salt's result.sql).
+    await sh("new", `${psql("kingfisher_collect")} -c "CREATE TABLE paraguay_dncp_releases (data jsonb); CREATE TABLE paraguay_dncp_releases_result (ocid text)"`);
     const result = applyEdit({ crawls: [DR1, EC, PY], keep: [OUTSIDER_V4, OUTSIDER_V6] });
     assert.deepEqual(acted(result), [
-        "create data-support-crawls-dominican_republic-cardinal",
         "create data-support-crawls-dominican_republic-cardinal-result-sql",
         "create data-support-crawls-dominican_republic-cardinal-settings",
         "create data-support-crawls-paraguay",
+        "create data-support-crawls-paraguay-cardinal-result-sql",
+        "create data-support-crawls-paraguay-cardinal-settings",
         "create data-support-crawls-paraguay-read-access",
         "delete-replaced data-support-tinyproxy-proof",
         "replace data-support-tinyproxy-proof",
@@ -170,32 +187,38 @@ test("edit 1: a crawl added, every field of another changed (cardinal on, a user
         [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", DR.spider, "15"), ...entry("ECUADOR", EC.spider, "1"), ...entry("PARAGUAY", PY.spider), ""].join("\n"),
     );
     assert.deepEqual(await crawlFiles(), [
+        "bi/settings/dominican_republic_api.ini",
+        "bi/settings/paraguay_dncp_releases.ini",
+        "bi/sql/dominican_republic_api_result.sql",
+        "bi/sql/paraguay_dncp_releases_result.sql",
         "bin/do_excluded_supplier.sh",
-        "bin/dominican_republic_api.cardinal.sh",
         "bin/dominican_republic_api.sh",
         "bin/ecuador_sercop_bulk.sh",
         "bin/mexico_nuevo_leon.sh",
         "bin/paraguay_dncp_releases.sh",
-        "cardinal/dominican_republic_api.ini",
-        "cardinal/dominican_republic_api.result.sql",
     ]);
     const dr = await sh("new", `cat ${HOME}/bin/dominican_republic_api.sh`);
     assert.match(dr, / from_date=2025-01-01 /);
     assert.match(dr, / DOWNLOAD_DELAY=1 /);
     assert.doesNotMatch(dr, /compile_releases/, "the argument that left the config left the script");
-    assert.match(dr, /dominican_republic_api\.cardinal\.sh/);
-    assert.match(await sh("new", `cat ${HOME}/cardinal/dominican_republic_api.ini`), /^currency = DOP$/m);
+    // Cardinal's steps are in the crawl's own script, as in Salt's cron.sh.
+    assert.match(dr, /ocdscardinal prepare \\\n {4}-s \/home\/incremental\/bi\/settings\/dominican_republic_api\.ini /);
+    assert.equal(await sh("new", `cat ${HOME}/bi/settings/dominican_republic_api.ini`), "[defaults]\ncurrency = DOP\n");
+    assert.equal(await sh("new", `grep GRANT ${HOME}/bi/sql/dominican_republic_api_result.sql`), "    GRANT SELECT ON dominican_republic_api_result TO dgcp;\n    GRANT SELECT ON dominican_republic_api_result TO bi;\n");
     assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), / CONCURRENT_REQUESTS=2 /);
-    // Cardinal on: the crawl's three tables, for both of its users; the added crawl's for bi.
+    // Cardinal on: the crawl's result (and only it, as Salt's result.sql), for both of its users, at
+    // once on the table the copy brought; the added crawl's result for its user bi.
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES), [
-        "bi dominican_republic_api t",
-        "bi dominican_republic_api_clean t",
+        "bi dominican_republic_api f",
+        "bi dominican_republic_api_clean f",
         "bi dominican_republic_api_result t",
-        "bi paraguay_dncp_releases t",
-        "dgcp dominican_republic_api t",
-        "dgcp dominican_republic_api_clean t",
+        "bi paraguay_dncp_releases f",
+        "bi paraguay_dncp_releases_result t",
+        "dgcp dominican_republic_api f",
+        "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result t",
         "dgcp paraguay_dncp_releases f",
+        "dgcp paraguay_dncp_releases_result f",
     ]);
     assert.deepEqual(await allowLines(), [
         "Allow 127.0.0.1",
@@ -219,7 +242,6 @@ test("edit 2: a crawl removed, a user removed, cardinal off, an allow-list entry
         "create data-support-replication-max-worker-processes",
         "create data-support-replication-password",
         "create data-support-replication-source",
-        "delete data-support-crawls-dominican_republic-cardinal",
         "delete data-support-crawls-dominican_republic-cardinal-result-sql",
         "delete data-support-crawls-dominican_republic-cardinal-settings",
         "delete data-support-crawls-ecuador",
@@ -232,21 +254,31 @@ test("edit 2: a crawl removed, a user removed, cardinal off, an allow-list entry
         "update data-support-tinyproxy-config",
     ]);
     assert.equal(await crontab(), [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", DR.spider), ...entry("PARAGUAY", PY.spider), ""].join("\n"));
-    assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_api.sh", "bin/mexico_nuevo_leon.sh", "bin/paraguay_dncp_releases.sh"]);
+    assert.deepEqual(await crawlFiles(), [
+        "bi/settings/paraguay_dncp_releases.ini",
+        "bi/sql/paraguay_dncp_releases_result.sql",
+        "bin/do_excluded_supplier.sh",
+        "bin/dominican_republic_api.sh",
+        "bin/mexico_nuevo_leon.sh",
+        "bin/paraguay_dncp_releases.sh",
+    ]);
     const dr = await sh("new", `cat ${HOME}/bin/dominican_republic_api.sh`);
     assert.match(dr, / DOWNLOAD_DELAY=3 /);
     assert.doesNotMatch(dr, /DOWNLOAD_DELAY=1|cardinal/);
-    // dgcp left the list: the grants this program made are revoked (Salt's on _result was the same
-    // grant, made again by edit 1's cardinal step). bi stays a reader of what it was granted.
+    // Cardinal off: no role reads the result through this crawl any more, so the grants this program
+    // made are revoked, bi's and dgcp's (Salt's on _result was the same grant, made again in edit 1).
+    // bi still reads the other crawl's result.
     assert.deepEqual(await grants(["bi", "dgcp"], TABLES), [
-        "bi dominican_republic_api t",
-        "bi dominican_republic_api_clean t",
-        "bi dominican_republic_api_result t",
-        "bi paraguay_dncp_releases t",
+        "bi dominican_republic_api f",
+        "bi dominican_republic_api_clean f",
+        "bi dominican_republic_api_result f",
+        "bi paraguay_dncp_releases f",
+        "bi paraguay_dncp_releases_result t",
         "dgcp dominican_republic_api f",
         "dgcp dominican_republic_api_clean f",
         "dgcp dominican_republic_api_result f",
         "dgcp paraguay_dncp_releases f",
+        "dgcp paraguay_dncp_releases_result f",
     ]);
     assert.deepEqual(await allowLines(), ["Allow 127.0.0.1", "Allow ::1", "Allow 198.51.100.23", "Allow 2001:db8:d5::23/128", "# outsider (dashboards)", "Allow 198.51.100.66"]);
     assert.deepEqual(await through("outsider"), { v4: "200", v6: "000" });
@@ -329,6 +361,12 @@ test("edit 4: the replica, the added Docker app and the allow-list entry removed
         "delete data-support-replication-source",
         "delete-replaced data-support-tinyproxy-proof",
         "replace data-support-tinyproxy-proof",
+        // The re-checks after the halt and before the copy: their guide names the apps, so they
+        // are asked again (the old server is idle: they pass).
+        "update data-support-gates-after-halt-rabbitmq",
+        "update data-support-gates-after-halt-scrapyd",
+        "update data-support-gates-before-copy-rabbitmq",
+        "update data-support-gates-before-copy-scrapyd",
         // Its text names the apps; it finds its marker and runs nothing again.
         "update data-support-halt-old-server",
         "update data-support-tinyproxy-config",
@@ -354,8 +392,12 @@ test("edit 5: a crawl's identifier renamed and another's spider renamed: nothing
     // The engine creates the renamed crawl's resources first and deletes the old ones last.
     assert.deepEqual(acted(result), [
         "create data-support-crawls-paraguay_dncp",
+        "create data-support-crawls-paraguay_dncp-cardinal-result-sql",
+        "create data-support-crawls-paraguay_dncp-cardinal-settings",
         "create data-support-crawls-paraguay_dncp-read-access",
         "delete data-support-crawls-paraguay",
+        "delete data-support-crawls-paraguay-cardinal-result-sql",
+        "delete data-support-crawls-paraguay-cardinal-settings",
         "delete data-support-crawls-paraguay-read-access",
         "update data-support-crawls-crontab",
         "update data-support-crawls-dominican_republic",
@@ -364,7 +406,16 @@ test("edit 5: a crawl's identifier renamed and another's spider renamed: nothing
     assert.equal(await crontab(), [SALT_TAG, MAILTO, ...EXCLUDED, ...entry("DOMINICAN_REPUBLIC", "dominican_republic_bulk"), ...entry("PARAGUAY_DNCP", PY.spider), ""].join("\n"));
     // The same spider's script stays (the old crawl's delete does not remove what the new one
     // installed); the renamed spider's script moved.
-    assert.deepEqual(await crawlFiles(), ["bin/do_excluded_supplier.sh", "bin/dominican_republic_bulk.sh", "bin/mexico_nuevo_leon.sh", "bin/paraguay_dncp_releases.sh"]);
-    assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), /OCDS_KINGFISHER_COLLECT_PARAGUAY_DNCP/);
-    assert.deepEqual(await grants(["bi", "dgcp"], ["paraguay_dncp_releases"]), ["bi paraguay_dncp_releases t", "dgcp paraguay_dncp_releases f"]);
+    assert.deepEqual(await crawlFiles(), [
+        "bi/settings/paraguay_dncp_releases.ini",
+        "bi/sql/paraguay_dncp_releases_result.sql",
+        "bin/do_excluded_supplier.sh",
+        "bin/dominican_republic_bulk.sh",
+        "bin/mexico_nuevo_leon.sh",
+        "bin/paraguay_dncp_releases.sh",
+    ]);
+    assert.match(await sh("new", `cat ${HOME}/bin/paraguay_dncp_releases.sh`), / CONCURRENT_REQUESTS=2 /);
+    assert.equal(await sh("new", `cat ${HOME}/bi/settings/paraguay_dncp_releases.ini`), "[defaults]\ncurrency = PYG\n");
+    // The grant on the result stays: the renamed crawl owns it now, the old one's delete keeps it.
+    assert.deepEqual(await grants(["bi", "dgcp"], ["paraguay_dncp_releases_result"]), ["bi paraguay_dncp_releases_result t", "dgcp paraguay_dncp_releases_result f"]);
 });
