@@ -1,3 +1,4 @@
+// Over 300 lines: one sequence of edits, each applied to the state the one before left; split, a file would have to replay the edits before it.
 // Every edit of the config converges (issue 16, deliverable 5): after a first full `up` of the main
 // stack, a sequence of edits, each applied as `pulumi up` would (the harness follows the engine's
 // order of creates, updates, replacements and deletes), and after each the servers are checked
