@@ -3,6 +3,7 @@ import * as assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { ConfigError, parseStackConfig } from "../../components/config";
 import { KEYS, mainConfig } from "../support/fixtures";
+import { problemsOf } from "../support/configProblems";
 import { runProgram, type Registered } from "../../tools/program";
 
 function set(config: Record<string, any>, path: string, value: unknown): Record<string, any> {
@@ -71,16 +72,6 @@ for (const [what, path, value, key] of INVALID) {
             },
         );
     });
-}
-
-function problemsOf(config: Record<string, unknown>): string[] {
-    try {
-        parseStackConfig(config);
-    } catch (error) {
-        assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
-        return error.problems;
-    }
-    return [];
 }
 
 test("host keys of the types the provider can check are accepted, a comment too", () => {

@@ -13,6 +13,7 @@ import { SALT_LOADED_TABLES } from "../../components/runbook/copy-incremental-da
 import { crawlsPillar, tinyproxyPillar } from "../../components/pillar";
 import { renderTinyproxyConf } from "../../components/runbook/dependencies/tinyproxyAllowlist";
 import { mainConfig, withReplica } from "../support/fixtures";
+import { problemsOf } from "../support/configProblems";
 import { runProgram } from "../../tools/program";
 
 const SEED = 20261201;
@@ -24,16 +25,6 @@ function set(config: Record<string, any>, path: string, value: unknown): Record<
     for (const part of parts.slice(0, -1)) node = node[/^\d+$/.test(part) ? Number(part) : part];
     node[parts[parts.length - 1]] = value;
     return copy;
-}
-
-function problemsOf(config: Record<string, unknown>): string[] {
-    try {
-        parseStackConfig(config);
-    } catch (error) {
-        assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
-        return error.problems;
-    }
-    return [];
 }
 
 // PostgreSQL 15's reserved key words (pg_get_keywords(), catcode R and T), written out here from a
