@@ -27,21 +27,14 @@ export const sha256 = (text: string): string => crypto.createHash("sha256").upda
 /**
  * Shell that receives `content` on stdin into "$tmp" (a new file beside `path`, removed on exit)
  * and fails with `incomplete` unless it arrived whole: a truncated transfer never replaces a file.
+ * With `secret`, stdin is the content's sha256, a newline, then the content, so that no function
+ * of a secret shows in the command text.
  */
-export function receiveWhole(path: string, content: string, incomplete: string): ShellText {
+export function receiveWhole(path: string, content: string, incomplete: string, secret = false): ShellText {
     return script(
         sh`tmp=$(mktemp ${`${path}.XXXXXX`}); trap 'rm -f "$tmp"' EXIT`,
-        sh`cat > "$tmp"`,
-        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${sha256(content)} || { echo ${incomplete} >&2; exit 1; }`,
-    );
-}
-
-/** receiveWhole for a secret content: stdin is its sha256, a newline, then the content. */
-function receiveWholeSecret(path: string, incomplete: string): ShellText {
-    return script(
-        sh`tmp=$(mktemp ${`${path}.XXXXXX`}); trap 'rm -f "$tmp"' EXIT`,
-        sh`IFS= read -r want && cat > "$tmp"`,
-        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = "$want" || { echo ${incomplete} >&2; exit 1; }`,
+        secret ? sh`IFS= read -r want && cat > "$tmp"` : sh`cat > "$tmp"`,
+        sh`test "$(sha256sum < "$tmp" | cut -d' ' -f1)" = ${secret ? sh`"$want"` : sha256(content)} || { echo ${incomplete} >&2; exit 1; }`,
     );
 }
 
@@ -53,7 +46,7 @@ export function managedFile(host: Host, name: string, args: ManagedFileArgs, opt
     const incomplete = `${host.hostname}: ${path} arrived incomplete; the old file is unchanged`;
     const install = script(
         sh`install -d -m 0755 -o ${owner} -g ${owner} ${[path.replace(/\/[^/]+$/, ""), ...(args.alsoDirs ?? [])]}`,
-        args.secret ? receiveWholeSecret(path, incomplete) : receiveWhole(path, args.content, incomplete),
+        receiveWhole(path, args.content, incomplete, args.secret),
         args.shellScript ? sh`sh -n "$tmp"` : sh`:`,
         sh`chown ${owner}: "$tmp"; chmod ${args.mode} "$tmp"`,
         sh`if cmp -s "$tmp" ${path} && [ "$(stat -c %U:%a ${path})" = ${`${owner}:${args.mode.replace(/^0/, "")}`} ]; then echo ${`${path}: unchanged`}; else mv "$tmp" ${path}; echo ${`${path}: installed`}; fi`,
