@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { psql, sh } from "../support/hosts";
+import { dockerCalls, psql, sh } from "../support/hosts";
 
 let tb: Testbed;
 let harness: Harness;
@@ -111,14 +111,6 @@ const replicationState = () =>
 /** Polls (a bounded loop on the host) until `sql` on `host` prints `want`. */
 const eventually = (host: HostName, db: string, sql: string, want: string) =>
     sh(host, `for _ in $(seq 100); do v=$(${psql(db)} -c "${sql}" 2>/dev/null || true); [ "$v" = "${want}" ] && break; sleep 0.1; done; printf '%s' "$v"`);
-
-const dockerCalls = async (host: HostName) =>
-    (await sh(host, "cat /var/log/docker-standin.log 2>/dev/null || true"))
-        .trim()
-        .split("\n")
-        .filter(Boolean)
-        .map((l) => JSON.parse(l))
-        .map((c) => `${c.user} ${c.cwd}: docker ${c.argv.join(" ")}`);
 
 /** The one-off steps' markers on a host, with the time each was recorded. */
 const markers = (host: HostName) => sh(host, `cd ${MIGRATION} && for f in *.done; do printf '%s %s\\n' "$f" "$(cat "$f")"; done`);

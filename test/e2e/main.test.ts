@@ -2,11 +2,11 @@
 // cron, rsync, RabbitMQ; stand-ins for docker and Scrapyd), then the outcome checked on the hosts.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { down, pointName, up, type HostName, type Testbed } from "../hosts/testbed";
+import { down, pointName, up, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
 import { treeFingerprint } from "../../components/machinery/fingerprint";
 import { runbookSteps } from "../../tools/runbook";
-import { exchangeRatesDump, psql, sh, tablesDump } from "../support/hosts";
+import { dockerCalls, exchangeRatesDump, psql, sh, tablesDump } from "../support/hosts";
 import { quote } from "../../components/machinery/shell";
 
 let tb: Testbed;
@@ -159,15 +159,8 @@ test("WAL: new archives into its own stanza only, never into the old server's", 
 });
 
 test("docker: apps down on old; on new migrations, then pull and up -d, as deployer, in order", async () => {
-    const calls = async (host: HostName) =>
-        (await sh(host, "cat /var/log/docker-standin.log 2>/dev/null || true"))
-            .trim()
-            .split("\n")
-            .filter(Boolean)
-            .map((l) => JSON.parse(l))
-            .map((c) => `${c.user} ${c.cwd}: docker ${c.argv.join(" ")}`);
     const d = "/data/deploy";
-    assert.deepEqual(await calls("new"), [
+    assert.deepEqual(await dockerCalls("new"), [
         `deployer ${d}/kingfisher-process: docker compose run --rm --name django-migrate cron python manage.py migrate`,
         `deployer ${d}/pelican-frontend: docker compose run --rm --name django-migrate web python manage.py migrate`,
         `deployer ${d}/kingfisher-process: docker compose pull`,
@@ -177,7 +170,7 @@ test("docker: apps down on old; on new migrations, then pull and up -d, as deplo
         `deployer ${d}/pelican-frontend: docker compose pull`,
         `deployer ${d}/pelican-frontend: docker compose up -d`,
     ]);
-    assert.deepEqual(await calls("old"), [
+    assert.deepEqual(await dockerCalls("old"), [
         `deployer ${d}/kingfisher-process: docker compose down`,
         `deployer ${d}/pelican-backend: docker compose down`,
         `deployer ${d}/pelican-frontend: docker compose down`,

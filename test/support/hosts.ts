@@ -26,3 +26,12 @@ export const tablesDump = (db: string) =>
 
 /** Shell printing the copied columns of exchange_rates, as COPY writes them, by valid_on (unique). */
 export const exchangeRatesDump = (db = "pelican_backend") => `${psql(db)} -c "COPY (SELECT valid_on, rates, created, modified FROM exchange_rates ORDER BY valid_on) TO STDOUT"`;
+
+/** The docker stand-in's calls on a host (test/hosts/docker-standin.py), one line each: "<user> <cwd>: docker <argv>". */
+export const dockerCalls = async (host: HostName): Promise<string[]> =>
+    (await sh(host, "cat /var/log/docker-standin.log 2>/dev/null || true"))
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .map((c) => `${c.user} ${c.cwd}: docker ${c.argv.join(" ")}`);
