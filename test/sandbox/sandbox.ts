@@ -52,6 +52,12 @@ export interface SandboxOptions {
      * statements themselves run against the real PostgreSQL of the test hosts, test/e2e).
      */
     psql?: string;
+    /**
+     * Commands replaced by a recording stand-in (say pg_dump and psql, where no PostgreSQL runs):
+     * it prints on its stdout who ran it, each argument on a line, where its stdin comes from (a
+     * file's path, /dev/null, or "a pipe") and what it holds.
+     */
+    recorders?: string[];
     /** The system's time zone in the sandbox (a zone of /usr/share/zoneinfo over /etc/localtime). */
     timeZone?: string;
 }
@@ -85,6 +91,15 @@ const DEFAULT_TMPFS = ["/home", "/var/lib", "/var/spool/cron", "/var/log", "/etc
 const RECORDER = `#!/bin/sh
 printf '%s@%s: %s\\n' "$(id -un)" "$PWD" "$(basename "$0") $*" >> __CALLS__
 `;
+// The recorders (options.recorders): who ran them, each argument, and their stdin, on their stdout.
+const RECORDING = `#!/bin/bash
+printf '%s@%s: %s\\n' "$(id -un)" "$PWD" "$(basename "$0") $*" >> __CALLS__
+printf 'stand-in %s as %s\\n' "$(basename "$0")" "$(id -un)"
+for arg in "$@"; do printf 'arg: %s\\n' "$arg"; done
+from=$(readlink /proc/$$/fd/0); case "$from" in pipe:*) from="a pipe" ;; esac
+printf 'stdin from %s:\\n' "$from"
+cat
+`;
 const SERVICE = `#!/bin/sh
 printf '%s@%s: %s\\n' "$(id -un)" "$PWD" "service $*" >> __CALLS__
 if [ -e __WORK__/service-fails ]; then echo "service stand-in: told to fail" >&2; exit 1; fi
@@ -109,6 +124,7 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
         const put = (name: string, text: string) => fs.writeFileSync(path.join(standIns, name), text.replaceAll("__CALLS__", calls).replaceAll("__WORK__", work), { mode: 0o755 });
         for (const name of ["systemctl", "docker", "systemd-run"]) put(name, RECORDER);
         put("service", SERVICE);
+        for (const name of options.recorders ?? []) put(name, RECORDING);
         if (options.psql !== undefined) {
             fs.writeFileSync(path.join(work, "psql.out"), options.psql);
             put("psql", `${RECORDER}cat __WORK__/psql.out\n`);
