@@ -116,8 +116,10 @@ export class TemporaryAccess extends pulumi.ComponentResource {
         this.jump = jump
             ? new Host("oldMain.ssh.jumpHost", { hostname: jump.host, ipv4: jump.host, ssh: { user: jump.user, port: jump.port, hostKey: jump.hostKey } }, to.settings)
             : undefined;
+        // `|| true`: getent fails (2) on a name it cannot resolve, and under pipefail the assignment
+        // would end the script there, before the message below says what is wrong.
         const sources = jump
-            ? sh`$(getent ahosts ${jump.host} | awk '{print $1}' | sort -u | paste -sd, -)`
+            ? sh`$(getent ahosts ${jump.host} | awk '{print $1}' | sort -u | paste -sd, - || true)`
             : sh`${from.addresses.join(",")}`;
         const options = `restrict,command="${this.dispatchDir}/transfer-command",from="FROM",expiry-time="EXPIRY"`;
         const grants = args.users.map((user) =>
@@ -171,7 +173,8 @@ chown ${user.name}: "$f.tmp"; chmod 0600 "$f.tmp"; mv "$f.tmp" "$f"`,
                 notAgain(this.jump, "revoke-transfer-key-jump"),
                 sh`IFS= read -r pubkey || [ -n "$pubkey" ]`,
                 sh`case "$pubkey" in "ssh-ed25519 "*${` ${this.comment}`}) ;; *) echo "unexpected public key on stdin" >&2; exit 1;; esac`,
-                sh`home=$(getent passwd ${jump.user} | cut -d: -f6); [ -n "$home" ] || { echo ${`${jump.host}: no user ${jump.user}`} >&2; exit 1; }`,
+                // `|| true`: an unknown user must reach the message, not end the script (pipefail).
+                sh`home=$(getent passwd ${jump.user} | cut -d: -f6 || true); [ -n "$home" ] || { echo ${`${jump.host}: no user ${jump.user}`} >&2; exit 1; }`,
                 sh`options=${`restrict,port-forwarding,permitopen="${to.ipv4}:${port}",command="/bin/false",from="${from.addresses.join(",")}",expiry-time="EXPIRY"`}; options=\${options/EXPIRY/$(env -u TZ date -d ${`+${args.hours} hours`} +%Y%m%d%H%M)}`,
                 sh`install -d -m 0700 -o ${jump.user} "$home/.ssh"; f="$home/.ssh/authorized_keys"; touch "$f"`,
                 sh`grep -vF ${this.comment} "$f" > "$f.tmp" || true; printf '%s %s\n' "$options" "$pubkey" >> "$f.tmp"`,
