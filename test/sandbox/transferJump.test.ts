@@ -43,6 +43,25 @@ test("behind a jump host the key pair pins the old server's key at its port and 
     assert.equal(run.steps[1].stdout, `[198.51.100.4]:2200 ${HOST_KEY}\n[${BASTION}]:2222 ${KEYS.ed25519}\n`);
 });
 
+test("nothing pinned is nothing written: a jump host without hostKey, an old server without one (accepted on first use)", { skip }, async () => {
+    const unpinnedJump = mainConfig();
+    unpinnedJump.servers.oldMain.ssh = { user: "root", port: 2200, hostKey: HOST_KEY, jumpHost: { host: BASTION, port: 2222, user: "jump" } };
+    const unpinnedOld = mainConfig();
+    unpinnedOld.servers.oldMain.ssh = { user: "root", port: 22 };
+    const known = "cat /var/lib/data-support/ocp04-to-ocp23/known_hosts; echo end";
+    const run = runInSandbox([
+        { script: commandOf(await programCommands(unpinnedJump), "data-support-transfer-keypair").create },
+        { script: known },
+        { script: "rm -rf /var/lib/data-support" },
+        { script: commandOf(await programCommands(unpinnedOld), "data-support-transfer-keypair").create },
+        { script: known },
+    ]);
+    assert.equal(run.steps[0].code, 0, run.steps[0].stderr);
+    assert.equal(run.steps[1].stdout, `[198.51.100.4]:2200 ${HOST_KEY}\nend\n`);
+    assert.equal(run.steps[3].code, 0, run.steps[3].stderr);
+    assert.equal(run.steps[4].stdout, "end\n");
+});
+
 test("the old server's grant accepts the key from the jump host's addresses, as the old server resolves them", { skip }, () => {
     const run = runInSandbox([keypair(), grantOf("data-support-transfer-grant"), keyLines("/home/incremental/.ssh/authorized_keys")], { users: [INCREMENTAL], hosts: HOSTS });
     assert.equal(run.steps[1].code, 0, run.steps[1].stderr);
