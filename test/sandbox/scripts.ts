@@ -26,3 +26,9 @@ export function commandOf(commands: Map<string, ProgramCommand>, name: string): 
     if (!found) throw new Error(`the program registers no command ${name}; it has: ${[...commands.keys()].join(", ")}`);
     return found;
 }
+
+/**
+ * Shell that waits (10 s at most) until the grant's detached remover runs, and sets `pid` to it:
+ * `setsid -f` returns before its child has become `/bin/sh -c sleep ...`.
+ */
+export const REMOVER_STARTED = `for _ in $(seq 200); do pid=$(pgrep -f '^/bin/sh -c sleep') && break; sleep 0.05; done`;

@@ -10,7 +10,7 @@ import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { HOST_KEY, KEYS, mainConfig } from "../support/fixtures";
 import { canSandbox, runInSandbox, type SandboxUser, type Step } from "./sandbox";
-import { commandOf, programCommands, type ProgramCommand } from "./scripts";
+import { commandOf, programCommands, REMOVER_STARTED, type ProgramCommand } from "./scripts";
 
 const skip = canSandbox() || undefined;
 const JUMP: SandboxUser = { name: "jump", uid: 1020, home: "/home/jump" };
@@ -76,7 +76,7 @@ test("a jump host the old server cannot resolve stops the grant with a message, 
 });
 
 test("the jump host's grant: a forwarding to the old server's SSH port only, from the new server, for 12 h; others' keys stay", { skip }, () => {
-    const run = runInSandbox([keypair(), grantOf("data-support-transfer-jump-grant"), keyLines(JUMP_KEYS), { script: `grep -vc data-support- ${JUMP_KEYS}; stat -c '%U %a' /home/jump/.ssh` }, { script: "pgrep -a -f '^/bin/sh -c sleep'" }], {
+    const run = runInSandbox([keypair(), grantOf("data-support-transfer-jump-grant"), keyLines(JUMP_KEYS), { script: `grep -vc data-support- ${JUMP_KEYS}; stat -c '%U %a' /home/jump/.ssh` }, { script: `${REMOVER_STARTED}; pgrep -a -f '^/bin/sh -c sleep'` }], {
         users: [JUMP],
         files: { [JUMP_KEYS]: `${OTHER_KEY}\n` },
     });
@@ -95,7 +95,7 @@ test("a jump host without the configured user stops its grant with a message nam
 for (const [what, pick] of [
     ["the jump host's revoke", (p: Map<string, ProgramCommand>) => commandOf(p, "data-support-transfer-jump-revoke").create],
     ["deleting the jump host's grant", (p: Map<string, ProgramCommand>) => commandOf(p, "data-support-transfer-jump-grant").delete ?? "false"],
-    ["the remover the jump host's grant left", () => `pid=$(pgrep -f '^/bin/sh -c sleep'); mapfile -d '' -t argv < /proc/$pid/cmdline; kill $pid; /bin/sh -c "\${argv[2]#sleep 43200; }"`],
+    ["the remover the jump host's grant left", () => `${REMOVER_STARTED}; mapfile -d '' -t argv < /proc/$pid/cmdline; kill $pid; /bin/sh -c "\${argv[2]#sleep 43200; }"`],
 ] as const) {
     test(`${what} removes the key's line and leaves other keys`, { skip }, () => {
         const run = runInSandbox([keypair(), grantOf("data-support-transfer-jump-grant"), { script: pick(jumped) }, { script: `stat -c '%U %a' ${JUMP_KEYS}; cat ${JUMP_KEYS}` }], {

@@ -6,7 +6,7 @@ import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import { mainConfig } from "../support/fixtures";
 import { canSandbox, runInSandbox, type SandboxUser, type Step } from "./sandbox";
-import { commandOf, programCommands, type ProgramCommand } from "./scripts";
+import { commandOf, programCommands, REMOVER_STARTED, type ProgramCommand } from "./scripts";
 
 const skip = canSandbox() || undefined;
 const INCREMENTAL: SandboxUser = { name: "incremental", uid: 1010, home: "/home/incremental" };
@@ -50,7 +50,7 @@ function grantRun(keepNewline: boolean, extra: Step[] = [], program = commands) 
             show("/var/lib/postgresql/.ssh/authorized_keys"),
             // The options must parse as sshd reads them: ssh-keygen -l reads authorized_keys lines.
             { script: "ssh-keygen -l -f /home/incremental/.ssh/authorized_keys | wc -l" },
-            { script: "pgrep -a -f '^/bin/sh -c sleep'" },
+            { script: `${REMOVER_STARTED}; pgrep -a -f '^/bin/sh -c sleep'` },
             ...extra,
         ],
         { users: [INCREMENTAL], files: FILES, timeZone: ZONE },
@@ -137,7 +137,7 @@ for (const [what, name, pick] of [
     ["the revoke step", "data-support-transfer-revoke", (c: ProgramCommand) => c.create],
     ["deleting the grant", "data-support-transfer-grant", (c: ProgramCommand) => c.delete],
     // What the detached remover runs when the 12 h are up (by /bin/sh, dash on Debian).
-    ["the remover the grant left", "", () => `pid=$(pgrep -f '^/bin/sh -c sleep'); mapfile -d '' -t argv < /proc/$pid/cmdline; kill $pid; /bin/sh -c "\${argv[2]#sleep 43200; }"`],
+    ["the remover the grant left", "", () => `${REMOVER_STARTED}; mapfile -d '' -t argv < /proc/$pid/cmdline; kill $pid; /bin/sh -c "\${argv[2]#sleep 43200; }"`],
 ] as const) {
     test(`${what} removes the key's lines for every user and leaves other keys, owner and mode`, { skip }, () => {
         const revoke = pick(name ? commandOf(commands, name) : { create: "" });
