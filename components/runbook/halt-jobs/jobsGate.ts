@@ -55,9 +55,10 @@ export function consumersGuide(when: string, c: JobsGateArgs["consumers"]): stri
  * of input when `update` is unset (provider/pkg/provider/local/commandController.go, Update), and a
  * re-check's command text holds the consumers' guide, which names the Docker apps: editing
  * `docker.apps` after the migration would ask the old server again (and fail once it is gone). A
- * gate that passed guarded a step that has run since, or one that asks for itself (the copy:
- * oldServerIdle.ts); an edit of the config says nothing new about the old server. A gate that did
- * not pass has no state (a failed create records nothing), so it is created, and asked, again.
+ * passed gate is not asked again by a resumed run either (it is in the state), and an edit of the
+ * config says nothing new about the old server; the step that cannot be undone asks for itself
+ * whenever it runs (the copy: oldServerIdle.ts). A gate that did not pass has no state (a failed
+ * create records nothing), so it is created, and asked, again.
  */
 const PASSED = sh`true`;
 
