@@ -8,7 +8,7 @@ import { Host } from "./machinery/host";
 import { TinyproxyAllowlist, type AllowedEntry } from "./runbook/dependencies/tinyproxyAllowlist";
 import { ReplicationSource } from "./runbook/dependencies/replicationSource";
 import { HaltJobs } from "./runbook/halt-jobs/haltJobs";
-import { JobsGate } from "./runbook/halt-jobs/jobsGate";
+import { JobsGate, oldServerIdleFor, type JobsGateArgs } from "./runbook/halt-jobs/jobsGate";
 import { DockerApps } from "./runbook/docker-apps/dockerApps";
 import { DnsGate } from "./runbook/kingfisher-collect/dnsGate";
 import { SpiderDeploy } from "./runbook/kingfisher-collect/spiders";
@@ -124,9 +124,25 @@ export class MainServer extends pulumi.ComponentResource {
         // halt. Its copy steps wait for the last gates, which exist only further down: a promise.
         let releaseCopy!: (gate: pulumi.Resource) => void;
         const beforeCopy = new Promise<pulumi.Resource>((resolve) => (releaseCopy = resolve));
+        const gateArgs: JobsGateArgs = {
+            scrapyd: { ...cfg.gates.scrapyd },
+            rabbitmq: { ...cfg.gates.rabbitmq },
+            connect: oldMain.ipv4,
+            consumers: { hostname: oldMain.hostname, user: cfg.docker.user, deployDir: cfg.docker.deployDir, apps: cfg.docker.apps },
+        };
         const copy = new IncrementalCopy(
             `${name}-incremental-copy`,
-            { oldMain, newMain, access, user: incremental.user, home: incremental.home, database: incremental.database, halted: [beforeCopy] },
+            {
+                oldMain,
+                newMain,
+                access,
+                user: incremental.user,
+                home: incremental.home,
+                database: incremental.database,
+                halted: [beforeCopy],
+                // The before-copy gates, once passed, are in the state; the copies ask again themselves.
+                oldServerIdle: oldServerIdleFor(gateArgs, "by the incremental copy (step 6) itself, as it began"),
+            },
             { parent: this, dependsOn: inherited },
         );
 
@@ -134,16 +150,7 @@ export class MainServer extends pulumi.ComponentResource {
         // (Kingfisher Process and Pelican, which the halt brings down) still run, so queued
         // messages can drain. The runbook halts first and then waits for empty queues, which with
         // the consumers down may never come (README, "Where we differ from the runbook").
-        const gates = new JobsGate(
-            `${name}-gates`,
-            {
-                scrapyd: { ...cfg.gates.scrapyd },
-                rabbitmq: { ...cfg.gates.rabbitmq },
-                connect: oldMain.ipv4,
-                consumers: { hostname: oldMain.hostname, user: cfg.docker.user, deployDir: cfg.docker.deployDir, apps: cfg.docker.apps },
-            },
-            { parent: this, dependsOn: [...dependencies, copy.presync] },
-        );
+        const gates = new JobsGate(`${name}-gates`, gateArgs, { parent: this, dependsOn: [...dependencies, copy.presync] });
 
         // 2. Halt.
         const halt = new HaltJobs(
@@ -181,7 +188,8 @@ export class MainServer extends pulumi.ComponentResource {
         // 6. Incremental data (the copy built above), then the crawls run on the new server only.
         // The copy is what cannot be undone (after it the old server's crawls are gone for good),
         // and a run stopped by the DNS gate or a failure may resume days later: the gates are asked
-        // once more right before it.
+        // once more right before it. That re-check, once passed, is in the state: the copies ask the
+        // same question again themselves whenever they run (oldServerIdleFor above).
         releaseCopy(gates.askAgain("before-copy", `right before the incremental copy (step 6)`, spiders.done)[0]);
         const crawls = new IncrementalCrawls(
             `${name}-crawls`,

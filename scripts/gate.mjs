@@ -14,6 +14,13 @@
 // header, so virtual hosts and certificates work as they do for the public name.
 //
 // The tests import it (runGate) and run it as a command; the command is what `pulumi up` runs.
+//
+// What "busy" means is one definition with components/runbook/halt-jobs/oldServerIdle.ts, the same
+// question in Python that the incremental copy asks itself on the new server (a passed gate is in
+// the state; the copy asks whenever it runs): a Scrapyd job running or pending in the configured
+// project or any that listprojects.json names; a RabbitMQ queue with messages, or whose count is
+// missing or not a number (unknown is busy); and any answer that cannot be read fails closed.
+// Change both together: test/unit/oldServerIdle.test.ts runs the same cases through both.
 import * as http from "node:http";
 import * as https from "node:https";
 import { isIP } from "node:net";

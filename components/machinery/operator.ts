@@ -7,6 +7,8 @@ import type { ShellText } from "./shell";
 
 export interface LocalSpec {
     create: ShellText;
+    /** Run instead of `create` when an input changes (unset: `create` runs again). */
+    update?: ShellText;
     /** Secrets go here, never in command text. */
     stdin?: pulumi.Input<string>;
     triggers?: pulumi.Input<unknown[]>;
@@ -21,6 +23,7 @@ export function localCommand(name: string, spec: LocalSpec, opts: pulumi.CustomR
         name,
         {
             create: spec.create.text,
+            update: spec.update?.text,
             stdin: spec.stdin,
             triggers: spec.triggers,
             addPreviousOutputInEnv: false,

@@ -344,8 +344,9 @@ test("edit 3: the replica renamed, without IPv6, with another role and slot; a D
     assert.equal(await eventually("replica", "kingfisher_collect", "SELECT count(*) FROM crawl WHERE spider = 'after_edit_3'", "1"), "1");
 });
 
-test("edit 4: the replica, the added Docker app and the allow-list entry removed", async () => {
+test("edit 4: the replica, the added Docker app and the allow-list entry removed; the gates that passed are not asked again", async () => {
     for (const host of ["old", "new"] as const) await sh(host, ": > /var/log/docker-standin.log");
+    const scrapydAsked = await sh("old", "wc -l < /var/log/scrapyd-standin.log");
     const result = applyEdit({ crawls: [DR2, PY], sshPort: 2222 });
     assert.deepEqual(acted(result), [
         "delete data-support-docker-start-kingfisher-summarize",
@@ -354,17 +355,29 @@ test("edit 4: the replica, the added Docker app and the allow-list entry removed
         "delete data-support-replication-source",
         "delete-replaced data-support-tinyproxy-proof",
         "replace data-support-tinyproxy-proof",
-        // The re-checks after the halt and before the copy: their guide names the apps, so they
-        // are asked again (the old server is idle: they pass).
+        // The re-checks after the halt and before the copy: their guide names the apps, so their
+        // inputs changed; a gate that passed updates by doing nothing (jobsGate.ts, PASSED).
         "update data-support-gates-after-halt-rabbitmq",
         "update data-support-gates-after-halt-scrapyd",
         "update data-support-gates-before-copy-rabbitmq",
         "update data-support-gates-before-copy-scrapyd",
-        // Its text names the apps; it finds its marker and runs nothing again.
+        // Their text names the apps (the halt, and the copies' own check's guide); each finds its
+        // marker and runs nothing again.
         "update data-support-halt-old-server",
+        "update data-support-incremental-copy-database",
+        "update data-support-incremental-copy-files",
         "update data-support-tinyproxy-config",
     ]);
-    assert.match(result.steps.find((s) => s.name === "data-support-halt-old-server")?.stdout ?? "", /already done/);
+    for (const name of ["data-support-halt-old-server", "data-support-incremental-copy-database", "data-support-incremental-copy-files"]) {
+        assert.match(result.steps.find((s) => s.name === name)?.stdout ?? "", /already done/, name);
+    }
+    // Nothing asked the old server's Scrapyd or RabbitMQ: the gates ran their update, `true`, and
+    // its Scrapyd saw no request (the copies stopped at their markers, before their check).
+    assert.deepEqual(
+        result.steps.filter((s) => /-gates-/.test(s.name) && s.action !== "same").map((s) => `${s.name}: ${s.command}`).sort(),
+        ["after-halt-rabbitmq", "after-halt-scrapyd", "before-copy-rabbitmq", "before-copy-scrapyd"].map((g) => `data-support-gates-${g}: true`),
+    );
+    assert.equal(await sh("old", "wc -l < /var/log/scrapyd-standin.log"), scrapydAsked);
     assert.equal(await hbaBlocks(), "");
     assert.equal(await replicationState(), "\n", "no replication role, no slot");
     assert.equal(await sh("new", `${psql("postgres")} -c "SELECT count(*) FROM pg_stat_replication"`), "0\n");

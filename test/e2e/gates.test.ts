@@ -3,13 +3,15 @@
 // that says what to do; once the cause is gone, the next run continues from there. The gates are
 // asked before the halt (the first run passes them), again right after it (a crawl and a message
 // that arrive between the two are caught there, and the guide's commands are followed), and again
-// right before the copy (a crawl started while the run was stopped at the DNS gate).
+// right before the copy (a crawl started while the run was stopped at the DNS gate); and, once
+// those passed and the step after them failed, by the copy itself when the run resumes.
 import { after, before, test } from "node:test";
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { down, pointName, runArgv, operatorCommand, up, type HostName, type Testbed } from "../hosts/testbed";
 import { assertApplied, Harness, testbedConfig, type ApplyResult } from "../support/harness";
-import { sh } from "../support/hosts";
+import { psql, sh, tablesDump } from "../support/hosts";
+import { treeFingerprint } from "../../components/machinery/fingerprint";
 
 let tb: Testbed;
 let harness: Harness;
@@ -214,11 +216,84 @@ test("a crawl started on old while the run was stopped: the resumed run asks aga
     assert.equal(await sh("new", "test -e /var/lib/data-support/ocp04-to-ocp23/copy-kingfisher-collect.done && echo done || echo not"), "not\n");
 });
 
-test("with the crawl gone, the run completes, and a second run changes nothing", async () => {
+// The before-copy gates, once passed, are in the state: a failure right after them, and a run
+// resumed later, must not copy while the old server works. The copies ask the old server themselves.
+const NEW_TABLES = `${psql("kingfisher_collect")} -c "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'"`;
+const COPY_CHECK = "This gate was asked again by the incremental copy (step 6) itself, as it began: the work above arrived after the gates first passed";
+const copyMarkers = () => sh("new", "cd /var/lib/data-support/ocp04-to-ocp23 && ls copy-kingfisher-collect.done copy-incremental-files.done 2>/dev/null || true");
+
+test("the before-copy gates pass, then the step right after them fails (the old server's PostgreSQL is down)", async () => {
+    await sh("old", "pg_ctlcluster 15 main stop -m fast");
+    const result = harness.apply(testbedConfig(tb));
+    await sh("old", "pg_ctlcluster 15 main start");
+    assert.equal(result.ok, false);
+    assert.ok(ran(result).includes("data-support-gates-before-copy-scrapyd") && ran(result).includes("data-support-gates-before-copy-rabbitmq"), ran(result).join(", "));
+    assert.equal(result.failed?.name, "data-support-incremental-copy-stop-old-crons");
+    assert.equal(await copyMarkers(), "");
+});
+
+test("a job of a second Scrapyd project started meanwhile: the resumed run is refused by the copy's own check with the guide; nothing is copied", async () => {
+    fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({
+        projects: ["kingfisher", "kingfisher_archive"],
+        running: [{ project: "kingfisher_archive", id: "e7e7e7", spider: "chile_compra_api", start_time: "2026-11-28 08:00:00" }],
+        pending: [],
+        finished: [],
+    }));
+    const oldAsked = (await sh("old", "cat /var/log/scrapyd-standin.log")).split("\n").length;
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    // The gates passed in the run before: they are in the state and are not asked again...
+    assert.ok(!ran(result).some((n) => /-gates-/.test(n)), ran(result).join(", "));
+    // ...but the copies ask, first thing, on the new server.
+    assert.match(result.failed?.name ?? "", /^data-support-incremental-copy-(database|files)$/);
+    assert.equal(result.failed?.host, "root@198.51.100.23");
+    const error = result.error ?? "";
+    assert.ok(error.includes("The old server is not idle; nothing has been changed."), error);
+    assert.match(error, /Scrapyd check: 1 crawl\(s\) are running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org \(at 198\.51\.100\.4\):\n {2}- running: project kingfisher_archive, spider chile_compra_api, job e7e7e7, since 2026-11-28 08:00:00\n/);
+    for (const line of [
+        COPY_CHECK,
+        "    runuser -l deployer -c 'cd /data/deploy/kingfisher-process && docker compose up -d'",
+        "    runuser -l deployer -c 'cd /data/deploy/pelican-frontend && docker compose down'",
+        "  4. run pulumi up again.",
+    ]) {
+        assert.ok(error.includes(line), `the guide says: ${line}\n${error}`);
+    }
+    // No credential in what the run shows.
+    assert.ok(!error.includes(tb.scrapyd.password) && !error.includes(tb.rabbitmq.password), "no password in the error");
+    // The collect name points at the new server (DNS moved); the check asked the old server, from
+    // the new one, over TLS with the public name (its virtual host answers nothing else).
+    const asked = (await sh("old", "cat /var/log/scrapyd-standin.log")).split("\n").slice(oldAsked - 1).join("\n");
+    assert.match(asked, /"path": "\/listjobs\.json\?project=kingfisher_archive", "client": "(::ffff:)?198\.51\.100\.23", "status": 200/);
+    assert.doesNotMatch(asked, /"status": 421/);
+    // Nothing copied: no marker, new holds only what Salt loaded; old's crawls are kept aside on old.
+    assert.equal(await copyMarkers(), "");
+    assert.equal(await sh("new", NEW_TABLES), "codelist,cpc,excluded_supplier,indicator,unspsc\n");
+    assert.match(await sh("old", "cat /var/lib/data-support/ocp04-to-ocp23/incremental.cron"), /OCDS_KINGFISHER_COLLECT_DOMINICAN_REPUBLIC/);
+});
+
+test("a message queued on the old server meanwhile: the next resumed run is refused too, naming the queue; the message stays", async () => {
+    fs.writeFileSync(tb.scrapyd.jobsFile, JSON.stringify({ running: [], pending: [], finished: [] }));
+    await rabbit("POST", "/api/exchanges/%2F/amq.default/publish", { properties: {}, routing_key: "kingfisher_process_api", payload: "{\"late\": 1}", payload_encoding: "string" });
+    const result = harness.apply(testbedConfig(tb));
+    assert.equal(result.ok, false);
+    assert.match(result.failed?.name ?? "", /^data-support-incremental-copy-(database|files)$/);
+    assert.match(result.error ?? "", /RabbitMQ check: queues in vhost \/ at http:\/\/198\.51\.100\.4:15672 \(at 198\.51\.100\.4\) are not empty:\n {2}- kingfisher_process_api: 1 message\(s\)\n/);
+    assert.ok((result.error ?? "").includes(COPY_CHECK), result.error);
+    assert.equal(await copyMarkers(), "");
+    // The message is still there: the operator (here the test, in the consumers' place) takes it.
+    const taken = JSON.parse(await rabbit("POST", "/api/queues/%2F/kingfisher_process_api/get", { count: 1, ackmode: "ack_requeue_false", encoding: "auto" }));
+    assert.deepEqual(taken.map((m: { payload: string }) => m.payload), ['{"late": 1}']);
+});
+
+test("with the job ended and the queue empty, the resumed run copies: new equals old; a second run changes nothing", async () => {
     const result = assertApplied(harness.apply(testbedConfig(tb)));
-    assert.ok(ran(result).includes("data-support-gates-before-copy-rabbitmq"), ran(result).join(", "));
     assert.ok(ran(result).includes("data-support-incremental-copy-database"), ran(result).join(", "));
+    assert.match(result.steps.find((s) => s.name === "data-support-incremental-copy-database")?.stdout ?? "", /^old server idle: no crawl is running or pending at https:\/\/collect\.kingfisher\.open-contracting\.org \(at 198\.51\.100\.4\) \(project\(s\): kingfisher\); \d+ queue\(s\) in vhost \/, all empty\.$/m);
     assert.notEqual(await deployCalls(), "");
+    assert.equal(await sh("new", tablesDump("kingfisher_collect")), await sh("old", tablesDump("kingfisher_collect")));
+    for (const dir of ["/home/incremental/data", "/home/incremental/logs"]) {
+        assert.equal(await sh("new", treeFingerprint(dir).text), await sh("old", treeFingerprint(dir).text), dir);
+    }
     const again = assertApplied(harness.apply(testbedConfig(tb)));
     assert.deepEqual(again.steps.filter((s) => s.action !== "same"), []);
 });

@@ -150,6 +150,13 @@ prepare_host_dirs() {
   rm -rf "$H/etc/postgresql/15/main" # the machine's own (stopped) cluster; hosts create theirs
   echo "${HOSTNAME_OF[$h]}" >"$H/etc/hostname"
   etc_hosts "$h" >"$H/etc/hosts"
+  # The host's own copy of the CA bundle (OpenSSL's default, Python's ssl): the machine's is untouched.
+  # (A bundle that is a link, not Debian's usual file, becomes a file of the host's first.)
+  if [[ $h == old || $h == new ]]; then
+    local bundle="$H/etc/ssl/certs/ca-certificates.crt"
+    if [[ -L $bundle ]]; then cp --remove-destination "$(readlink -f "$bundle")" "$bundle"; fi
+    install -d "${bundle%/*}" && cat "$STATE/tls/ca.crt" >>"$bundle"
+  fi
   install -d -m 700 "$H/root" && cp /etc/skel/.bashrc /etc/skel/.profile "$H/root/"
   install -d -m 1777 "$H/tmp"
   chmod 1777 "$H/run/lock"
@@ -269,7 +276,10 @@ EOF
 }
 
 # A CA of the testbed and a certificate for the collect name (the Scrapyd stand-ins' HTTPS): the
-# operator trusts the CA (NODE_EXTRA_CA_CERTS in testbed.ts operatorCommand), nothing else does.
+# operator trusts the CA (NODE_EXTRA_CA_CERTS in testbed.ts operatorCommand), and so do the old and
+# new servers (their private /etc's CA bundle, prepare_host_dirs), where the incremental copy asks
+# the old server's Scrapyd itself (components/runbook/halt-jobs/oldServerIdle.ts), as real servers
+# trust the public CAs. Nothing else does.
 make_tls() {
   local d="$STATE/tls"
   install -d -m 755 "$d"

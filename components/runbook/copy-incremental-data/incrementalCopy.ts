@@ -77,6 +77,11 @@ export interface IncrementalCopyArgs {
     database: string;
     /** The halt (steps 2 and 3) must be done before the final copy (may be given before it exists: a promise). */
     halted: pulumi.Input<pulumi.Resource>[];
+    /**
+     * The gates' question asked by each copy itself, first thing, whenever it runs (oldServerIdle.ts):
+     * shell that reads all of stdin, and its stdin (the credentials, secret).
+     */
+    oldServerIdle: { check: ShellText; stdin: pulumi.Input<string> };
 }
 
 export class IncrementalCopy extends pulumi.ComponentResource {
@@ -163,6 +168,13 @@ export class IncrementalCopy extends pulumi.ComponentResource {
         );
         const stop = [stopOld, stopNew];
 
+        // The two copies are the point of no return: they replace what is on new with old's data,
+        // and once they are done the migration goes on to make new the only server. Each asks
+        // first, inside its own command, whether the old server is idle (the gates' question,
+        // oldServerIdle.ts), so a run resumed after a failure here asks again whatever the state
+        // says (the before-copy gates, once passed, are in the state). The stops above do not ask:
+        // they touch no Scrapyd job and no queued message, the crons they remove are kept aside
+        // on old, and the processes they end would be ended by any later run too.
         const db = args.database;
         const saltTables = SALT_LOADED_TABLES.map((t) => `'${t}'`).join(", ");
         const dropSaltTables = `DROP TABLE IF EXISTS ${SALT_LOADED_TABLES.map((t) => `public.${t}`).join(", ")};`;
@@ -171,6 +183,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
             `${name}-database`,
             "copy-kingfisher-collect",
             script(
+                args.oldServerIdle.check,
                 access.check("postgres"),
                 verifiedCopy({
                     access,
@@ -203,12 +216,14 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 sh`echo "${db}: $(wc -l < "$fp/new") table(s) copied and verified equal"`,
             ),
             { parent: this, dependsOn: [...inherited, ...stop] },
+            { stdin: args.oldServerIdle.stdin },
         );
 
         const copyFiles = newMain.oneOff(
             `${name}-files`,
             "copy-incremental-files",
             script(
+                args.oldServerIdle.check,
                 // The key is checked only when rsync fails: the window after the halt stays short.
                 sh`rsync_status=0`,
                 rsyncWithProgress("copy of data/ and logs/", sh`${rsyncAll(["--delete"])} || rsync_status=$?`),
@@ -227,6 +242,7 @@ export class IncrementalCopy extends pulumi.ComponentResource {
                 sh`echo ${`${dirs.join(" and ")}: copied and verified equal`}`,
             ),
             { parent: this, dependsOn: [...inherited, ...stop] },
+            { stdin: args.oldServerIdle.stdin },
         );
         this.done = [copyDatabase, copyFiles];
         this.presync = presync;

@@ -9,10 +9,14 @@
 // a run started (or resumed) after DNS moved would ask the new, idle server and pass while the old
 // one still crawls. The URL's name stays the TLS name (SNI, certificate) and the HTTP Host.
 // A gate that fails stops the run (a failed create records no state): the next `up` checks again.
+// A gate that passed is in the state and is not asked again, whatever edit follows (PASSED below);
+// the incremental copy, the step that cannot be undone, asks the same question itself whenever it
+// runs (oldServerIdle.ts), so a run that fails after the last re-check and resumes later is covered.
 import * as pulumi from "@pulumi/pulumi";
 import { inheritedDependsOn } from "../../machinery/dependencies";
 import { localCommand } from "../../machinery/operator";
 import { asUser, sh, ShellText } from "../../machinery/shell";
+import { oldServerIdleCheck, oldServerIdleStdin } from "./oldServerIdle";
 
 export interface Endpoint {
     url: string;
@@ -44,6 +48,23 @@ export function consumersGuide(when: string, c: JobsGateArgs["consumers"]): stri
         compose("down"),
         `  4. run pulumi up again.`,
     ].join("\n");
+}
+
+/**
+ * The update of a gate that passed: nothing. @pulumi/command 1.2.1 runs `create` again on any change
+ * of input when `update` is unset (provider/pkg/provider/local/commandController.go, Update), and a
+ * re-check's command text holds the consumers' guide, which names the Docker apps: editing
+ * `docker.apps` after the migration would ask the old server again (and fail once it is gone). A
+ * passed gate is not asked again by a resumed run either (it is in the state), and an edit of the
+ * config says nothing new about the old server; the step that cannot be undone asks for itself
+ * whenever it runs (the copy: oldServerIdle.ts). A gate that did not pass has no state (a failed
+ * create records nothing), so it is created, and asked, again.
+ */
+const PASSED = sh`true`;
+
+/** The gates' question as the incremental copy asks it itself, with the re-checks' guide (oldServerIdle.ts). */
+export function oldServerIdleFor(args: JobsGateArgs, why: string): { check: ShellText; stdin: pulumi.Output<string> } {
+    return { check: oldServerIdleCheck(args, consumersGuide(why, args.consumers)), stdin: oldServerIdleStdin(args) };
 }
 
 function credentials(endpoint: Endpoint): pulumi.Output<string> {
@@ -81,6 +102,7 @@ export class JobsGate extends pulumi.ComponentResource {
             `${name}-scrapyd`,
             {
                 create: orGuide(sh`node scripts/gate.mjs scrapyd ${args.scrapyd.url} ${args.scrapyd.project} --connect ${args.connect}`),
+                update: PASSED,
                 stdin: credentials(args.scrapyd),
                 gate: `no Scrapyd job of any project (listprojects.json, with ${args.scrapyd.project}) is running or pending at ${args.scrapyd.url}, asked at ${args.connect} (the old server) whatever DNS says${said}`,
             },
@@ -90,6 +112,7 @@ export class JobsGate extends pulumi.ComponentResource {
             `${name}-rabbitmq`,
             {
                 create: orGuide(sh`node scripts/gate.mjs rabbitmq ${args.rabbitmq.url} ${args.rabbitmq.vhost} --connect ${args.connect}`),
+                update: PASSED,
                 stdin: credentials(args.rabbitmq),
                 gate: `every RabbitMQ queue in vhost ${args.rabbitmq.vhost} at ${args.rabbitmq.url}, asked at ${args.connect} (the old server), is empty (a queue whose count is unknown counts as busy)${said}`,
             },
