@@ -29,7 +29,13 @@ export interface CommandSpec {
     printsSecrets?: boolean;
 }
 
+/** Servers whose missing host key was warned about in this run: each is warned about once. */
 const warnedHosts = new Set<string>();
+
+/** For a runner that runs the program more than once in one process (tools/program.ts): each run warns again. */
+export function clearHostKeyWarnings(): void {
+    warnedHosts.clear();
+}
 
 export class Host {
     readonly hostname: string;
