@@ -4,19 +4,25 @@
 // (scripts/gate.mjs) has its own config, stryker.gate.config.mjs (npm run mutate:gate).
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
-    testRunner: "tap",
-    tap: {
-        // Whole files run per mutant, in this order, up to the first that fails (one test file is
-        // one "test" to the tap runner): the fast sandbox files first (they run the shell text),
-        // then the unit files, slowest last. `npm run mutate -- --mutate components/x.ts` scopes it.
-        // Left out, as they test the harness and how Pulumi loads the program, not components'
-        // logic, and together take minutes per mutant: test/unit/engine.test.ts (the engine and
-        // provider rules on a conformance program of its own, which imports no component) and
+    // Our own runner (test/mutation/nodeTestRunner.mjs): the test files run in Stryker's worker, one
+    // test at a time, with coverage per test, so a mutant re-runs only the tests that reach it.
+    testRunner: "node-test",
+    plugins: ["@stryker-mutator/typescript-checker", "./test/mutation/nodeTestRunner.mjs"],
+    // The worker loads the .ts test files itself.
+    testRunnerNodeArgs: ["--import", "tsx"],
+    nodeTest: {
+        // In this order (the order of a mutant's tests too): config.test.ts first (46 tests in well
+        // under a second: a mutant of the config schema, code run when the files load, runs every
+        // test, and most such mutants fail there), then the sandbox files (they run the shell
+        // text), then the other unit files. Left out, as they test the harness and how Pulumi loads
+        // the program, not components' logic: test/unit/engine.test.ts (the engine and provider
+        // rules on a conformance program of its own, which imports no component) and
         // test/unit/runtime.test.ts (index.ts under Pulumi's own cmd/run in a child process, where
         // Stryker sees no coverage; what the program registers is checked in-process by the
         // sandbox, runbook and config tests). gate.test.ts and gateConnect.test.ts load no
-        // component (they are the gate's, below).
+        // component (they are the gate's: stryker.gate.config.mjs).
         testFiles: [
+            "test/unit/config.test.ts",
             "test/sandbox/oneOff.test.ts",
             "test/sandbox/haltRestore.test.ts",
             "test/sandbox/transferKey.test.ts",
@@ -24,7 +30,7 @@ export default {
             "test/sandbox/transferJump.test.ts",
             "test/sandbox/tinyproxy.test.ts",
             "test/sandbox/incremental.test.ts",
-            "test/unit/config.test.ts",
+            "test/unit/configDestinations.test.ts",
             "test/unit/order.test.ts",
             "test/unit/resourceTree.test.ts",
             "test/unit/transferAccess.test.ts",
@@ -40,7 +46,6 @@ export default {
             "test/unit/progress.test.ts",
             "test/unit/runbook.test.ts",
         ],
-        nodeArgs: ["--import", "tsx", "--test-reporter=tap", "-r", "{{hookFile}}", "{{testFile}}"],
     },
     checkers: ["typescript"],
     tsconfigFile: "tsconfig.json",
@@ -55,12 +60,12 @@ export default {
         excludedMutations: ["StringLiteral"],
     },
     coverageAnalysis: "perTest",
-    // Two cores shared with other work: one test process at a time.
+    // Two cores shared with other work: one worker at a time.
     concurrency: 1,
     // A hung script is ended by the sandbox itself after 120 s (spawnSync); a mutant past this is a time-out (detected).
     timeoutMS: 60000,
-    // The first run of every test file, on a busy machine, takes minutes.
-    dryRunTimeoutMinutes: 30,
+    // The dry run (every test once, in one process) takes about a minute on a quiet machine.
+    dryRunTimeoutMinutes: 10,
     reporters: ["clear-text", "progress", "json", "html"],
     jsonReporter: { fileName: "reports/mutation/mutation.json" },
     htmlReporter: { fileName: "reports/mutation/mutation.html" },

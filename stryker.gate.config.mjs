@@ -7,13 +7,12 @@ import base from "./stryker.config.mjs";
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
     ...base,
-    tap: {
-        ...base.tap,
+    nodeTest: {
         testFiles: ["test/unit/gate.test.ts", "test/unit/gateConnect.test.ts"],
         // A mutant that makes the gate wait forever (its time-out gone, an answer never read)
         // fails the waiting test after 10 s (each takes well under a second), instead of a
-        // Stryker time-out and a restart of the runner.
-        nodeArgs: ["--import", "tsx", "--test-timeout=10000", "--test-reporter=tap", "-r", "{{hookFile}}", "{{testFile}}"],
+        // Stryker time-out and a restart of the worker.
+        timeout: 10000,
     },
     // JavaScript: nothing for the TypeScript checker to check.
     checkers: [],
