@@ -13,7 +13,11 @@ export default {
         // fails the waiting test after 10 s (each takes well under a second), instead of a
         // Stryker time-out and a restart of the worker.
         timeout: 10000,
+        // scripts/gate.mjs is an ES module, which cannot be unloaded: a new worker per static mutant.
+        reloadInProcess: false,
     },
+    // Its static mutants are few and its tests take seconds.
+    ignoreStatic: false,
     // JavaScript: nothing for the TypeScript checker to check.
     checkers: [],
     mutate: ["scripts/gate.mjs"],
