@@ -154,3 +154,19 @@ test("bad config fails the program before any resource is registered", async () 
     );
     assert.equal(registered.length, 0);
 });
+
+// Rules across a crawl's keys (config.ts superRefine), each message written out.
+test("cardinal and its settings go together, and crawls need the Sentry DSN: each rule names its key and what to do", () => {
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.crawls.0.cardinal_settings", "[cardinal]\n")), [
+        "data-support:incremental.crawls[0].cardinal_settings: is set but cardinal is not true; set cardinal: true or remove it",
+    ]);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.crawls.1.cardinal", true)), [
+        "data-support:incremental.crawls[1].cardinal_settings: is required with cardinal: true; give the text of salt/kingfisher/collect/files/cardinal/ecuador_sercop_bulk.ini of the deploy repository",
+    ]);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.sentryDsn", undefined)), [
+        "data-support:incremental.sentryDsn: is required when incremental.crawls is not empty (every crawl script passes it to scrapy, as Salt's cron.sh does); set the pillar's kingfisher_collect.env.SENTRY_DSN with pulumi config set --secret --path 'data-support:incremental.sentryDsn' ...",
+    ]);
+    // Both, with cardinal: accepted; no crawl: no DSN needed.
+    assert.deepEqual(problemsOf(set(set(mainConfig(), "incremental.crawls.1.cardinal", true), "incremental.crawls.1.cardinal_settings", "[cardinal]\n")), []);
+    assert.deepEqual(problemsOf(set(set(mainConfig(), "incremental.sentryDsn", undefined), "incremental.crawls", [])), []);
+});
