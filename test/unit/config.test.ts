@@ -170,3 +170,9 @@ test("cardinal and its settings go together, and crawls need the Sentry DSN: eac
     assert.deepEqual(problemsOf(set(set(mainConfig(), "incremental.crawls.1.cardinal", true), "incremental.crawls.1.cardinal_settings", "[cardinal]\n")), []);
     assert.deepEqual(problemsOf(set(set(mainConfig(), "incremental.sentryDsn", undefined), "incremental.crawls", [])), []);
 });
+
+test("two servers with one hostname: one problem, on the later key in alphabetical order, naming the other", () => {
+    assert.deepEqual(problemsOf(set(mainConfig(), "servers.docs.hostname", "ocp23.open-contracting.org")), [
+        "data-support:servers.newMain.hostname: is the same as servers.docs.hostname; each server needs its own",
+    ]);
+});
