@@ -176,3 +176,9 @@ test("two servers with one hostname: one problem, on the later key in alphabetic
         "data-support:servers.newMain.hostname: is the same as servers.docs.hostname; each server needs its own",
     ]);
 });
+
+test("an unknown top-level key is one problem, listing the keys there are (not a second one from the schema)", () => {
+    assert.deepEqual(problemsOf({ ...mainConfig(), tinyproxi: { port: 1 } }), [
+        "data-support:tinyproxi: unknown key; expected one of role, migrationId, transfer, servers, ssh, tinyproxy, postgres, docker, incremental, gates, paths, mainStack, main",
+    ]);
+});
