@@ -182,3 +182,8 @@ test("an unknown top-level key is one problem, listing the keys there are (not a
         "data-support:tinyproxi: unknown key; expected one of role, migrationId, transfer, servers, ssh, tinyproxy, postgres, docker, incremental, gates, paths, mainStack, main",
     ]);
 });
+
+test("an unknown nested key is named with its path; a key of the other role's stack says which role this one is", () => {
+    assert.deepEqual(problemsOf(set(mainConfig(), "servers.oldMain.hostnme", "x")), ["data-support:servers.oldMain.hostnme: unknown key; check its spelling, or remove it"]);
+    assert.deepEqual(problemsOf({ ...mainConfig(), mainStack: "ocp/data-support/main" }), ["data-support:mainStack: unknown key for a 'main' stack; check its spelling, or remove it"]);
+});
