@@ -187,3 +187,10 @@ test("an unknown nested key is named with its path; a key of the other role's st
     assert.deepEqual(problemsOf(set(mainConfig(), "servers.oldMain.hostnme", "x")), ["data-support:servers.oldMain.hostnme: unknown key; check its spelling, or remove it"]);
     assert.deepEqual(problemsOf({ ...mainConfig(), mainStack: "ocp/data-support/main" }), ["data-support:mainStack: unknown key for a 'main' stack; check its spelling, or remove it"]);
 });
+
+test("spider_arguments and settings given as empty (or blank) text are accepted: no arguments, no settings", () => {
+    for (const text of ["", "  "]) {
+        const config = set(set(mainConfig(), "incremental.crawls.0.spider_arguments", text), "incremental.crawls.0.settings", text);
+        assert.deepEqual(problemsOf(config), [], JSON.stringify(text));
+    }
+});
