@@ -194,3 +194,16 @@ test("spider_arguments and settings given as empty (or blank) text are accepted:
         assert.deepEqual(problemsOf(config), [], JSON.stringify(text));
     }
 });
+
+test("a value of the wrong type is said to be so (zod 4's words), not 'is required'", () => {
+    assert.deepEqual(problemsOf(set(mainConfig(), "servers.oldMain.ssh.port", "22")), ["data-support:servers.oldMain.ssh.port: Invalid input: expected number, received string"]);
+});
+
+test("an ssh-rsa host key of a server whose hostname is itself invalid: the fix says HOST, not the bad name", () => {
+    const config = set(set(mainConfig(), "servers.oldMain.hostname", "ocp 04"), "servers.oldMain.ssh.hostKey", KEYS.rsa);
+    assert.deepEqual(problemsOf(config), [
+        "data-support:servers.oldMain.hostname: must be a lower-case DNS name such as ocp23.open-contracting.org",
+        "data-support:servers.oldMain.ssh.hostKey: is an ssh-rsa key, which is not accepted: the provider (@pulumi/command) then offers only the SHA-1 'ssh-rsa' host-key algorithm, which OpenSSH 8.8 and later refuse, so no command could run. " +
+            `Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)"`,
+    ]);
+});
