@@ -207,3 +207,12 @@ test("an ssh-rsa host key of a server whose hostname is itself invalid: the fix 
             `Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)"`,
     ]);
 });
+
+test("an ssh-rsa host key beside an invalid port: the fix asks port 22 (no -p), not the bad port", () => {
+    for (const port of [0, 65536, 22.5, "2222"]) {
+        const config = set(set(mainConfig(), "servers.oldMain.ssh.port", port), "servers.oldMain.ssh.hostKey", KEYS.rsa);
+        const fix = problemsOf(config).filter((p) => p.startsWith("data-support:servers.oldMain.ssh.hostKey:"));
+        assert.equal(fix.length, 1, String(port));
+        assert.ok(fix[0].endsWith(`Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 ocp04.open-contracting.org | cut -d' ' -f2-)"`), `${port}: ${fix[0]}`);
+    }
+});
