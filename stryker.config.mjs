@@ -34,6 +34,7 @@ export default {
             "test/unit/order.test.ts",
             "test/unit/resourceTree.test.ts",
             "test/unit/transferAccess.test.ts",
+            "test/unit/oldServerIdle.test.ts",
             "test/unit/shell.test.ts",
             "test/unit/commands.test.ts",
             "test/unit/injection.test.ts",
