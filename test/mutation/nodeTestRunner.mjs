@@ -10,9 +10,10 @@
 //
 // Followed (StrykerJS v9.6.1, github.com/stryker-mutator/stryker-js):
 // - packages/mocha-runner/src/mocha-test-runner.ts: the files are loaded on the first run (with a
-//   static mutant already active), `reloadEnvironment: false` (Stryker starts a new worker for each
-//   static mutant), `currentTestId` set around each test in the dry run, `hitLimit`/`hitCount` set
-//   before each mutant run and read back with determineHitLimitReached;
+//   static mutant already active), `currentTestId` set around each test in the dry run,
+//   `hitLimit`/`hitCount` set before each mutant run and read back with determineHitLimitReached;
+// - packages/core/src/test-runner/reload-environment-decorator.ts: when `reloadEnvironment` is asked
+//   (before and after a static mutant), and what a runner that cannot reload gets (a new worker);
 // - packages/tap-runner/src/tap-test-runner.ts: bail at the first failure unless disableBail;
 // - packages/instrumenter/src/util/syntax-helpers.ts: what the instrumented code reads
 //   (`__stryker__.activeMutant`, `.currentTestId`, `.mutantCoverage.{static,perTest}`).
@@ -28,7 +29,7 @@
 //
 // A file's `before` hooks run whenever one of its tests runs, so what they reach counts as reached by
 // every test of that file (the same for `after`). Code run when the files are loaded is Stryker's
-// "static" coverage: such a mutant runs every test, in a fresh worker.
+// "static" coverage: such a mutant runs every test, with the project's modules loaded again.
 import Module from "node:module";
 import path from "node:path";
 import { declareClassPlugin, PluginKind, commonTokens, tokens } from "@stryker-mutator/api/plugin";
