@@ -216,3 +216,40 @@ test("an ssh-rsa host key beside an invalid port: the fix asks port 22 (no -p), 
         assert.ok(fix[0].endsWith(`Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 ocp04.open-contracting.org | cut -d' ' -f2-)"`), `${port}: ${fix[0]}`);
     }
 });
+
+// Survivors of mutation run C (test/mutation/report.md): each rule of a path and a URL with its own
+// message, so that a rule that no longer refuses (or refuses another value) fails here.
+test("a path not in canonical form, or past the file-name limits, gets the rule's own message", () => {
+    const canonical = "data-support:incremental.home: must name a file or directory below '/' in canonical form: no trailing '/', no '//', no '.' part";
+    for (const path of ["/home/./incremental", "/home/incremental/", "/home//incremental", "/"]) {
+        assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", path)), [canonical], path);
+    }
+    const limits = "data-support:incremental.home: must be at most 1024 characters, each part at most 255 (a file name's limit)";
+    const part255 = "p".repeat(255);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", `/${part255}`)), []);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", `/${part255}p`)), [limits]);
+    // 1024 characters in all: four parts of 255 and their slashes.
+    const path1024 = `/${part255}/${part255}/${part255}/${"p".repeat(1024 - 4 - 3 * 255)}`;
+    assert.equal(path1024.length, 1024);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", path1024)), []);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", `${path1024}p`)), [limits]);
+});
+
+test("a URL that is not http(s), or that holds a user and password, gets the rule's own message", () => {
+    assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", "ftp://collect.kingfisher.open-contracting.org/")), [
+        "data-support:gates.scrapyd.url: must start with http:// or https://",
+    ]);
+    assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", "http://collect.kingfisher.open-contracting.org/")), []);
+    for (const url of ["https://scrape:secret@collect.kingfisher.open-contracting.org/", "http://scrape@collect.kingfisher.open-contracting.org:6800/"]) {
+        assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", url)), [
+            "data-support:gates.scrapyd.url: must not contain a user or password (user:password@); set username and password instead",
+        ], url);
+    }
+    // An '@' after the host (in the path or the query) is no user, even after an "http://" there.
+    assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", "https://collect.kingfisher.open-contracting.org/a@b")), []);
+    assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", "https://collect.kingfisher.open-contracting.org/?next=http://u@x")), []);
+    // The scheme is the URL's own, not an "http://" further on.
+    assert.deepEqual(problemsOf(set(mainConfig(), "gates.scrapyd.url", "ftp://collect.kingfisher.open-contracting.org/http://x")), [
+        "data-support:gates.scrapyd.url: must start with http:// or https://",
+    ]);
+});
