@@ -253,3 +253,13 @@ test("a URL that is not http(s), or that holds a user and password, gets the rul
         "data-support:gates.scrapyd.url: must start with http:// or https://",
     ]);
 });
+
+test("a spider named like another crawl's cardinal table or index is one problem, on the later crawl, naming the owner", () => {
+    for (const table of ["dominican_republic_api_clean", "dominican_republic_api_result", "idx_dominican_republic_api_clean"]) {
+        assert.deepEqual(problemsOf(set(mainConfig(), "incremental.crawls.1.spider", table)), [
+            "data-support:incremental.crawls[1].spider: names a table or index of crawls[0] (spider dominican_republic_api, with cardinal); choose another spider",
+        ], table);
+    }
+    // A name that only starts like one is no table of the other crawl.
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.crawls.1.spider", "dominican_republic_api_cleaner")), []);
+});
