@@ -25,8 +25,6 @@ export interface CommandSpec {
     stdin?: pulumi.Input<string>;
     /** A change replaces the command: the new one runs `create` again. */
     triggers?: pulumi.Input<unknown[]>;
-    /** The command may print secrets: keep stdout and stderr secret. */
-    printsSecrets?: boolean;
 }
 
 /** Servers whose missing host key was warned about in this run: each is warned about once. */
@@ -111,10 +109,7 @@ export class Host {
                 addPreviousOutputInEnv: false,
                 // `environment` is never set: it needs AcceptEnv on the server (design.md).
             },
-            {
-                ...opts,
-                additionalSecretOutputs: spec.printsSecrets ? ["stdout", "stderr"] : opts.additionalSecretOutputs,
-            },
+            opts,
         );
     }
 

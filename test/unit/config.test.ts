@@ -98,6 +98,16 @@ test("a jump host's ssh-rsa or ssh-dss key is rejected naming the jump host's ke
     }
 });
 
+/** The key with its EC point's first byte (0x04, uncompressed) made 0x06: the same x and y. */
+function hybridPoint(line: string): string {
+    const [type, base64] = line.split(" ");
+    const blob = Buffer.from(base64, "base64");
+    const at = blob.length - 65; // the last field: a 65-byte point for nistp256
+    assert.equal(blob[at], 4);
+    blob[at] = 6;
+    return `${type} ${blob.toString("base64")}`;
+}
+
 test("a host key whose base64 part is damaged, cut short or of another type is rejected", () => {
     const cases: [string, string][] = [
         // ssh-keyscan's whole line, host name first
@@ -107,6 +117,8 @@ test("a host key whose base64 part is damaged, cut short or of another type is r
         [KEYS.ed25519.slice(0, -8), "is not a whole ssh-ed25519 key"],
         // the last coordinate byte changed: the point is off the curve, which x/crypto refuses
         [KEYS.p256.replace(/BRE=$/, "BRA="), "is not a whole ecdsa-sha2-nistp256 key"],
+        // the point's 0x04 prefix (uncompressed) made 0x06 (hybrid), x and y unchanged: x/crypto takes 0x04 only
+        [hybridPoint(KEYS.p256), "is not a whole ecdsa-sha2-nistp256 key"],
         ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDEp6sWFHt/QKy9UkBsspIX146n67o6jR39GgiQL8mR2AAAA", "is not a whole ssh-ed25519 key"],
         ["ssh-ed25519", "must be a public host key line"],
         ["ssh-ed25519 AAAA\$(id)", "must be a public host key line"],

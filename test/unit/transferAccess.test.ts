@@ -106,3 +106,11 @@ test("an old server without a pinned host key: the copies' ssh accepts it on fir
         `if ! ${SSH} -o StrictHostKeyChecking=accept-new -p 22 ${TAIL} incremental@198.51.100.4 true 2>/dev/null; then ${GUIDE}, then run pulumi up again.' >&2; exit 1; fi`,
     );
 });
+
+test("a new server without IPv6: the DNS gate and the transfer key's from= name its IPv4 address alone", async () => {
+    const config = mainConfig();
+    delete config.servers.newMain.ipv6;
+    const run = await runProgram(config);
+    assert.equal(find(run, "data-support-collect-dns-dns").inputs.create, "node scripts/gate.mjs dns collect.kingfisher.open-contracting.org 198.51.100.23");
+    assert.match(find(run, "data-support-transfer-grant").inputs.create, /^sources=198\.51\.100\.23; /m);
+});
