@@ -14,12 +14,19 @@ interface Seen {
 }
 
 async function gate(args: (port: number) => string[], answer: (url: string) => unknown): Promise<{ code: number | null; stdout: string; stderr: string; seen: Seen }> {
+    return gateAnswering(args, (req, res) => {
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify(answer(req.url ?? "")));
+    });
+}
+
+/** The gate against a server that answers as `respond` says (status, body, a cut connection). */
+async function gateAnswering(args: (port: number) => string[], respond: http.RequestListener): Promise<{ code: number | null; stdout: string; stderr: string; seen: Seen }> {
     const seen: Seen = { hosts: [], paths: [] };
     const server = http.createServer((req, res) => {
         seen.hosts.push(req.headers.host ?? "");
         seen.paths.push(req.url ?? "");
-        res.setHeader("content-type", "application/json");
-        res.end(JSON.stringify(answer(req.url ?? "")));
+        respond(req, res);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const port = (server.address() as { port: number }).port;
@@ -69,4 +76,33 @@ test("--connect must be an IP address", async () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /--connect needs an IP address/);
     assert.deepEqual(r.seen.paths, []);
+});
+
+test("with --connect, a failure after the connection names the URL and the address asked", async () => {
+    const r = await gateAnswering((port) => ["rabbitmq", `http://rabbitmq.example.invalid:${port}`, "/", "--connect", "127.0.0.1"], (_req, res) => {
+        res.statusCode = 500;
+        res.end("oops");
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^RabbitMQ gate: http:\/\/rabbitmq\.example\.invalid:\d+\/api\/queues\/%2F\?disable_stats=true&enable_queue_totals=true \(at 127\.0\.0\.1\) answered HTTP 500; the gate cannot tell what is running, so it stops here\.\n$/);
+});
+
+test("a connection cut in the middle of an answer's body fails the gate (it does not wait for the rest)", async () => {
+    const r = await gateAnswering((port) => ["scrapyd", `http://127.0.0.1:${port}`, "kingfisher"], (_req, res) => {
+        res.writeHead(200, { "content-type": "application/json", "content-length": "1000" });
+        res.write('{"status": "ok", "projects": [');
+        setTimeout(() => res.socket?.destroy(), 50);
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Scrapyd gate: cannot reach http:\/\/127\.0\.0\.1:\d+\/listprojects\.json: ECONNRESET: aborted\. Check the URL in config and that the service is up, then run pulumi up again\.\n$/);
+});
+
+test("an answer outside 2xx fails the gate even when its body would pass (a redirect is not followed)", async () => {
+    const r = await gateAnswering((port) => ["scrapyd", `http://127.0.0.1:${port}`, "kingfisher"], (req, res) => {
+        res.writeHead(302, { "content-type": "application/json", location: "/elsewhere" });
+        res.end(JSON.stringify(req.url === "/listprojects.json" ? { status: "ok", projects: ["kingfisher"] } : jobs()));
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Scrapyd gate: http:\/\/127\.0\.0\.1:\d+\/listprojects\.json answered HTTP 302; the gate cannot tell what is running, so it stops here\.\n$/);
+    assert.deepEqual(r.seen.paths, ["/listprojects.json"]);
 });
