@@ -116,3 +116,14 @@ test("gate credentials go on stdin, as secrets", async () => {
         assert.match(gate.inputs.stdin, /"password":/);
     }
 });
+
+test("the copies' own check of the old server gets both services' credentials on stdin, as a secret, written out", async () => {
+    const run = await runProgram(mainConfig());
+    const expected = JSON.stringify({ scrapyd: { username: "scrape", password: CANARY.scrapyd }, rabbitmq: { username: "admin", password: CANARY.rabbitmq } });
+    for (const name of ["data-support-incremental-copy-database", "data-support-incremental-copy-files"]) {
+        const copy = run.resources.find((r) => r.name === name);
+        assert.ok(copy, name);
+        assert.ok(copy.secretInputs.includes("stdin"), `${name}: stdin must be secret`);
+        assert.equal(copy.inputs.stdin, expected, name);
+    }
+});
