@@ -245,6 +245,10 @@ test("a path not in canonical form, or past the file-name limits, gets the rule'
     assert.equal(path1024.length, 1024);
     assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", path1024)), []);
     assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", `${path1024}p`)), [limits]);
+    // 1025 characters with every part well under 255: the whole path's limit alone.
+    const path1025 = `/${part255}/${part255}/${part255}/${"p".repeat(200)}/${"p".repeat(55)}`;
+    assert.equal(path1025.length, 1025);
+    assert.deepEqual(problemsOf(set(mainConfig(), "incremental.home", path1025)), [limits]);
 });
 
 test("a URL that is not http(s), or that holds a user and password, gets the rule's own message", () => {
@@ -274,4 +278,11 @@ test("a spider named like another crawl's cardinal table or index is one problem
     }
     // A name that only starts like one is no table of the other crawl.
     assert.deepEqual(problemsOf(set(mainConfig(), "incremental.crawls.1.spider", "dominican_republic_api_cleaner")), []);
+});
+
+test("an ssh-rsa host key of a server whose hostname is not even text: the fix says HOST", () => {
+    const config = set(set(mainConfig(), "servers.oldMain.hostname", 12345), "servers.oldMain.ssh.hostKey", KEYS.rsa);
+    const fix = problemsOf(config).filter((p) => p.startsWith("data-support:servers.oldMain.ssh.hostKey:"));
+    assert.equal(fix.length, 1);
+    assert.ok(fix[0].endsWith(`Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)"`), fix[0]);
 });
