@@ -286,3 +286,11 @@ test("an ssh-rsa host key of a server whose hostname is not even text: the fix s
     assert.equal(fix.length, 1);
     assert.ok(fix[0].endsWith(`Pin its ed25519 key: pulumi config set --path 'data-support:servers.oldMain.ssh.hostKey' "$(ssh-keyscan -t ed25519 HOST | cut -d' ' -f2-)"`), fix[0]);
 });
+
+test("spider_arguments text with spaces around and between the pairs is read as the same pairs", () => {
+    for (const text of ["  -a compile_releases=true  ", "-a  compile_releases=true", "-a compile_releases=true \t -a from_date=2025-01-01"]) {
+        const config = parseStackConfig(set(mainConfig(), "incremental.crawls.0.spider_arguments", text));
+        const expected = text.includes("from_date") ? { compile_releases: "true", from_date: "2025-01-01" } : { compile_releases: "true" };
+        assert.deepEqual(config.role === "main" && config.incremental.crawls[0].spider_arguments, expected, JSON.stringify(text));
+    }
+});
