@@ -111,9 +111,9 @@ function parsePairs(text: string, flag: string, keyRe: RegExp, ctx: z.Refinement
     const tokens = text.trim() === "" ? [] : text.trim().split(/\s+/);
     const out: Record<string, string> = {};
     for (let i = 0; i < tokens.length; i += 2) {
-        const pair = tokens[i + 1];
-        const eq = pair?.indexOf("=") ?? -1;
-        if (tokens[i] !== flag || pair === undefined || eq < 1 || !keyRe.test(pair.slice(0, eq))) {
+        const pair = tokens[i + 1] ?? ""; // a flag with nothing after it: no '=', refused below
+        const eq = pair.indexOf("=");
+        if (tokens[i] !== flag || eq < 1 || !keyRe.test(pair.slice(0, eq))) {
             ctx.addIssue({ code: "custom", message: `must be '${flag} key=value' pairs (key ${keyRe.source}); use a mapping for values with spaces` });
             return {};
         }

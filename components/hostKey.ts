@@ -29,11 +29,11 @@ function refusedTypeReason(type: string): string {
 /** What is wrong with a host key line, or undefined; every message ends in a `HOST_KEY_FIX`. */
 export function hostKeyProblem(line: string): string | undefined {
     const fields = line.split(" ");
-    const [type, blob] = fields;
-    if (blob !== undefined && /^(ssh-|ecdsa-|sk-)/.test(blob)) {
+    const [type, blob = ""] = fields;
+    if (/^(ssh-|ecdsa-|sk-)/.test(blob)) {
         return `starts with '${type}', which is not a key type: give the key without the host name ssh-keyscan prints first`;
     }
-    if (!/^[a-z0-9@.-]+$/.test(type) || !blob || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || /[\n\r\0]/.test(line)) {
+    if (!/^[a-z0-9@.-]+$/.test(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || /[\n\r\0]/.test(line)) {
         return "must be a public host key line: its type, one space and the base64 key, e.g. 'ssh-ed25519 AAAA...'";
     }
     if (!(type in HOST_KEY_TYPES)) return refusedTypeReason(type);

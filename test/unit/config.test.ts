@@ -294,3 +294,50 @@ test("spider_arguments text with spaces around and between the pairs is read as 
         assert.deepEqual(config.role === "main" && config.incremental.crawls[0].spider_arguments, expected, JSON.stringify(text));
     }
 });
+
+test("spider_arguments and settings text: each pair behind its own flag, and a one-letter key is a key", () => {
+    // Accepted: one-letter keys (the '=' at index 1), written out.
+    const ok = parseStackConfig(set(set(mainConfig(), "incremental.crawls.0.spider_arguments", "-a x=1 -a y="), "incremental.crawls.0.settings", "-s X=2"));
+    assert.deepEqual(ok.role === "main" && ok.incremental.crawls[0].spider_arguments, { x: "1", y: "" });
+    assert.deepEqual(ok.role === "main" && ok.incremental.crawls[0].settings, { X: "2" });
+    // Refused: the other text's flag, first or after a good pair, a pair with no key or no '='.
+    const refused: [string, string, string][] = [
+        ["spider_arguments", "-s x=1", "must be '-a key=value' pairs"],
+        ["spider_arguments", "-a x=1 -s y=2", "must be '-a key=value' pairs"],
+        ["spider_arguments", "-a =1", "must be '-a key=value' pairs"],
+        ["spider_arguments", "-a compile_releases", "must be '-a key=value' pairs"],
+        ["settings", "-a X=1", "must be '-s key=value' pairs"],
+        ["settings", "-s X=1 -a Y=2", "must be '-s key=value' pairs"],
+    ];
+    for (const [key, text, why] of refused) {
+        const problems = problemsOf(set(mainConfig(), `incremental.crawls.0.${key}`, text));
+        assert.equal(problems.length, 1, `${text}: ${problems.join("\n")}`);
+        assert.ok(problems[0].startsWith(`data-support:incremental.crawls[0].${key}: ${why}`), problems[0]);
+    }
+});
+
+test("a host key type is the whole first word: a known type inside a longer word is refused", () => {
+    const [, ed25519Blob] = KEYS.ed25519.split(" ");
+    const cases: [string, string][] = [
+        // A type with more around it is not the type (the type check is anchored and whole), and
+        // its message names that word (not ssh-dss's or ssh-rsa's).
+        [`xssh-ed25519 ${ed25519Blob}`, "is a 'xssh-ed25519' key, which is not accepted"],
+        [`ssh-ed25519x ${ed25519Blob}`, "is a 'ssh-ed25519x' key, which is not accepted"],
+        // The first word with a character no key type has.
+        [`ssh_ed25519 ${ed25519Blob}`, "must be a public host key line"],
+        [`SSH-ED25519 ${ed25519Blob}`, "must be a public host key line"],
+        // A second word that looks like a type, after a host name: ssh-keyscan's line.
+        [`host ssh-ed25519x ${ed25519Blob}`, "starts with 'host', which is not a key type"],
+        // The base64 part with a character base64 has not, in the middle or at either end.
+        [`ssh-ed25519 ${ed25519Blob.slice(0, 10)}-${ed25519Blob.slice(10)}`, "must be a public host key line"],
+        [`ssh-ed25519 -${ed25519Blob}`, "must be a public host key line"],
+        [`ssh-ed25519 ${ed25519Blob}-`, "must be a public host key line"],
+        // A second word with a type's start inside it is no host name's mistake: just not a key.
+        [`ssh-ed25519 AAAAssh-${ed25519Blob}`, "must be a public host key line"],
+    ];
+    for (const [key, why] of cases) {
+        const problems = problemsOf(set(mainConfig(), "servers.newMain.ssh.hostKey", key));
+        assert.equal(problems.length, 1, `${key}: ${problems.join("\n")}`);
+        assert.ok(problems[0].startsWith(`data-support:servers.newMain.ssh.hostKey: ${why}`), `${key}:\n${problems[0]}`);
+    }
+});
