@@ -100,3 +100,9 @@ test("replica: its addresses for the main's pg_hba, and no key Salt never had; n
     assert.deepEqual(withOne, { postgres: { replica_ipv4: ["198.51.100.24"], replica_ipv6: ["2001:db8:d5::24"] } });
     assert.deepEqual(YAML.parse((await pillarOf(mainConfig())).replica), { postgres: { replica_ipv4: [], replica_ipv6: [] } });
 });
+
+test("replica without IPv6: its IPv4 address alone, and an empty IPv6 list", async () => {
+    const config = withReplica(mainConfig());
+    delete config.servers.replica.ipv6;
+    assert.deepEqual(YAML.parse((await pillarOf(config)).replica), { postgres: { replica_ipv4: ["198.51.100.24"], replica_ipv6: [] } });
+});
