@@ -341,3 +341,37 @@ test("a host key type is the whole first word: a known type inside a longer word
         assert.ok(problems[0].startsWith(`data-support:servers.newMain.ssh.hostKey: ${why}`), `${key}:\n${problems[0]}`);
     }
 });
+
+/** An SSH wire blob (RFC 4251 strings, each with its uint32 length) as a key line of `type`. */
+function wireKey(type: string, ...fields: (string | Buffer)[]): string {
+    const parts = fields.map((f) => (typeof f === "string" ? Buffer.from(f, "latin1") : f));
+    const blob = Buffer.concat(parts.flatMap((p) => [Buffer.from([0, 0, 0, 0].map((_, i) => (p.length >>> (8 * (3 - i))) & 0xff)), p]));
+    return `${type} ${blob.toString("base64")}`;
+}
+
+test("a host key's base64 part: canonical, its own type and curve inside, nothing more (as x/crypto's ParsePublicKey)", () => {
+    // The key material of the fixtures' keys, taken out of their wire blobs.
+    const ed25519 = Buffer.from(KEYS.ed25519.split(" ")[1], "base64").subarray(-32);
+    const p256Point = Buffer.from(KEYS.p256.split(" ")[1], "base64").subarray(-65);
+    // Built like this, the keys themselves pass: the helper writes what ssh-keyscan prints.
+    assert.equal(wireKey("ssh-ed25519", "ssh-ed25519", ed25519), KEYS.ed25519);
+    assert.equal(wireKey("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256", "nistp256", p256Point), KEYS.p256);
+    const cases: [string, string][] = [
+        // The last character's two unused bits set: Node decodes the same bytes, Go's decoder refuses it.
+        [KEYS.p256.replace(/BRE=$/, "BRF="), "is not a whole ecdsa-sha2-nistp256 key: its base64 part does not decode"],
+        // One string more after the key material (ParsePublicKey refuses what is left over).
+        [wireKey("ssh-ed25519", "ssh-ed25519", ed25519, "extra"), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        // Another curve's name around a nistp256 point.
+        [wireKey("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256", "nistp384", p256Point), "is not a whole ecdsa-sha2-nistp256 key (its base64 part is cut short or damaged)"],
+        // An inner type that is no type name, with the real one inside it: not named back, just refused.
+        [wireKey("ssh-ed25519", "Xssh-ed25519", ed25519), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        [wireKey("ssh-ed25519", "ssh-ed25519X", ed25519), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        // An inner type that is a type name: named.
+        [wireKey("ssh-ed25519", "ssh-ed448", ed25519), "says 'ssh-ed25519' but its base64 part holds a key of type 'ssh-ed448'"],
+    ];
+    for (const [key, why] of cases) {
+        const problems = problemsOf(set(mainConfig(), "servers.newMain.ssh.hostKey", key));
+        assert.equal(problems.length, 1, `${key}: ${problems.join("\n")}`);
+        assert.ok(problems[0].startsWith(`data-support:servers.newMain.ssh.hostKey: ${why}`), `${key}:\n${problems[0]}`);
+    }
+});
