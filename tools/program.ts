@@ -4,7 +4,6 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
-import { clearHostKeyWarnings } from "../components/machinery/host";
 import { clearRunbookNotes, runbookNote, type RunbookNote } from "../components/machinery/runbookNotes";
 
 export const REPO = path.resolve(__dirname, "..");
@@ -83,10 +82,9 @@ export async function runProgram(
     const original = MockMonitor.prototype.registerResource;
     const stackOutputs = options.stackOutputs ?? {};
     const seen = new Set<string>();
-    // Notes are kept by resource name, warnings given once per server: forget those of an earlier
-    // run in this process (as each `pulumi up` is a process of its own).
+    // Notes are kept by resource name: forget those of an earlier run in this process (as each
+    // `pulumi up` is a process of its own).
     clearRunbookNotes();
-    clearHostKeyWarnings();
     MockMonitor.prototype.registerResource = async function (this: any, req: any, callback: any) {
         const type = req.getType();
         const name = req.getName();

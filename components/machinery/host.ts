@@ -27,14 +27,6 @@ export interface CommandSpec {
     triggers?: pulumi.Input<unknown[]>;
 }
 
-/** Servers whose missing host key was warned about in this run: each is warned about once. */
-const warnedHosts = new Set<string>();
-
-/** For a runner that runs the program more than once in one process (tools/program.ts): each run warns again. */
-export function clearHostKeyWarnings(): void {
-    warnedHosts.clear();
-}
-
 export class Host {
     readonly hostname: string;
     readonly ipv4: string;
@@ -50,11 +42,10 @@ export class Host {
         this.hostname = server.hostname;
         this.ipv4 = server.ipv4;
         this.ipv6 = server.ipv6;
-        if (!server.ssh.hostKey && !warnedHosts.has(server.hostname)) {
+        if (!server.ssh.hostKey) {
             // Without hostKey the provider does not check the host key at all. A jump host's key
             // sits beside its host and port (servers.X.ssh.jumpHost.hostKey), a server's under ssh.
             const hostKeyKey = key.endsWith(".jumpHost") ? `data-support:servers.${key}.hostKey` : `data-support:servers.${key}.ssh.hostKey`;
-            warnedHosts.add(server.hostname);
             void pulumi.log.warn(
                 `${hostKeyKey} is not set: the SSH host key of ${server.hostname} will NOT be checked. ` +
                     `Pin it: ${pinHostKeyCommand(hostKeyKey, server.hostname, server.ssh.port)}`,

@@ -20,9 +20,8 @@ test("remote commands: no environment, no previous output in env, host key pinne
     }
 });
 
-test("a missing host key is warned about, naming the key to set", async () => {
-    const config = mainConfig();
-    delete config.servers.docs.ssh.hostKey;
+/** The warnings one run of the program gives (pulumi.log.warn), in order. */
+async function warningsOf(config: Record<string, any>): Promise<string[]> {
     const warnings: string[] = [];
     const log = require("@pulumi/pulumi/log");
     const original = log.warn;
@@ -35,7 +34,30 @@ test("a missing host key is warned about, naming the key to set", async () => {
     } finally {
         log.warn = original;
     }
-    assert.ok(warnings.some((w) => w.includes("data-support:servers.docs.ssh.hostKey")), warnings.join("\n"));
+    return warnings;
+}
+
+test("a missing host key is warned about once a run, naming the key to set and how", async () => {
+    const config = mainConfig();
+    delete config.servers.docs.ssh.hostKey;
+    const expected = [
+        "data-support:servers.docs.ssh.hostKey is not set: the SSH host key of ocp19.open-contracting.org will NOT be checked. " +
+            `Pin it: pulumi config set --path 'data-support:servers.docs.ssh.hostKey' "$(ssh-keyscan -t ed25519 ocp19.open-contracting.org | cut -d' ' -f2-)"`,
+    ];
+    // Twice in one process: each run (each `pulumi up`) warns again.
+    assert.deepEqual(await warningsOf(config), expected);
+    assert.deepEqual(await warningsOf(config), expected);
+    // With every key pinned, nothing.
+    assert.deepEqual(await warningsOf(mainConfig()), []);
+});
+
+test("a jump host without its host key: warned about under its own key, with its port", async () => {
+    const config = mainConfig();
+    config.servers.oldMain.ssh.jumpHost = { host: "bastion.open-contracting.org", port: 2222, user: "jump" };
+    assert.deepEqual(await warningsOf(config), [
+        "data-support:servers.oldMain.ssh.jumpHost.hostKey is not set: the SSH host key of bastion.open-contracting.org will NOT be checked. " +
+            `Pin it: pulumi config set --path 'data-support:servers.oldMain.ssh.jumpHost.hostKey' "$(ssh-keyscan -p 2222 -t ed25519 bastion.open-contracting.org | cut -d' ' -f2-)"`,
+    ]);
 });
 
 test("preview runs nothing: the program spawns no process and only registers resources", async () => {
