@@ -349,6 +349,12 @@ function wireKey(type: string, ...fields: (string | Buffer)[]): string {
     return `${type} ${blob.toString("base64")}`;
 }
 
+/** The key line with the last `bytes` bytes of its blob taken off (the lengths inside left as they were). */
+function cutShort(line: string, bytes: number): string {
+    const [type, base64] = line.split(" ");
+    return `${type} ${Buffer.from(base64, "base64").subarray(0, -bytes).toString("base64")}`;
+}
+
 test("a host key's base64 part: canonical, its own type and curve inside, nothing more (as x/crypto's ParsePublicKey)", () => {
     // The key material of the fixtures' keys, taken out of their wire blobs.
     const ed25519 = Buffer.from(KEYS.ed25519.split(" ")[1], "base64").subarray(-32);
@@ -366,8 +372,12 @@ test("a host key's base64 part: canonical, its own type and curve inside, nothin
         // An inner type that is no type name, with the real one inside it: not named back, just refused.
         [wireKey("ssh-ed25519", "Xssh-ed25519", ed25519), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
         [wireKey("ssh-ed25519", "ssh-ed25519X", ed25519), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
-        // An inner type that is a type name: named.
+        // An inner type that is a type name: named, with an empty string last too (still whole strings).
         [wireKey("ssh-ed25519", "ssh-ed448", ed25519), "says 'ssh-ed25519' but its base64 part holds a key of type 'ssh-ed448'"],
+        [wireKey("ssh-ed25519", "ssh-ed448", ed25519, ""), "says 'ssh-ed25519' but its base64 part holds a key of type 'ssh-ed448'"],
+        // The same, its key material 6 bytes shorter than its length says: not whole strings, so not
+        // read as a key of any type.
+        [cutShort(wireKey("ssh-ed25519", "ssh-ed448", ed25519), 6), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
     ];
     for (const [key, why] of cases) {
         const problems = problemsOf(set(mainConfig(), "servers.newMain.ssh.hostKey", key));
