@@ -46,9 +46,10 @@ export function hostKeyProblem(line: string): string | undefined {
     if (embedded !== undefined && embedded !== type && /^[a-z0-9@.-]+$/.test(embedded)) {
         return `says '${type}' but its base64 part holds a key of type '${embedded}'; copy the whole line again`;
     }
-    const material = expected.curve ? wire?.[2] : wire?.[1];
     const shape = wire !== undefined && wire.length === (expected.curve ? 3 : 2) && embedded === type && (!expected.curve || wire[1].toString("latin1") === expected.curve);
-    if (!shape || material === undefined || material.length !== expected.length || (expected.jwkCurve && !onCurve(material, expected.jwkCurve))) {
+    // Only a key of the right shape has key material: the last of its strings.
+    const material = shape ? wire[wire.length - 1] : undefined;
+    if (material === undefined || material.length !== expected.length || (expected.jwkCurve && !onCurve(material, expected.jwkCurve))) {
         return `is not a whole ${type} key (its base64 part is cut short or damaged); copy the whole line again`;
     }
     return undefined;
