@@ -31,6 +31,13 @@ export interface ProgramRun {
     /** The stack outputs, each resolved, and which of them are secret. */
     outputs: Record<string, unknown>;
     secretOutputs: string[];
+    /**
+     * Each component's registerOutputs, by name, secrets unwrapped: the engine keeps them as the
+     * component's outputs in the stack's state (pulumi/pulumi v3.248.0: the RegisterResourceOutputs
+     * RPC, sdk/nodejs/runtime/resource.ts registerResourceOutputs; runtime/mocks.js keeps them as
+     * the resource's state).
+     */
+    componentOutputs: Record<string, Record<string, unknown>>;
 }
 
 /** The outputs of a stack read through a StackReference, and which of them that stack marked secret. */
@@ -80,11 +87,18 @@ export async function runProgram(
     const resources: Registered[] = options.record ?? [];
     const execute: Executor = options.execute ?? (async (r) => ({ id: `${r.name}-id`, state: defaultState(r) }));
     const original = MockMonitor.prototype.registerResource;
+    const originalOutputs = MockMonitor.prototype.registerResourceOutputs;
+    const componentOutputs: Record<string, Record<string, unknown>> = {};
     const stackOutputs = options.stackOutputs ?? {};
     const seen = new Set<string>();
     // Notes are kept by resource name: forget those of an earlier run in this process (as each
     // `pulumi up` is a process of its own).
     clearRunbookNotes();
+    MockMonitor.prototype.registerResourceOutputs = function (this: any, req: any, callback: any) {
+        const raw = req.getOutputs()?.toJavaScript() ?? {};
+        componentOutputs[String(req.getUrn()).split("::").pop()!] = Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, unwrap(v, { found: false })]));
+        return originalOutputs.call(this, req, callback);
+    };
     MockMonitor.prototype.registerResource = async function (this: any, req: any, callback: any) {
         const type = req.getType();
         const name = req.getName();
@@ -179,9 +193,10 @@ export async function runProgram(
             if (await out.isSecret) secretOutputs.push(key);
         }
         await (pulumi.runtime as any).disconnect?.();
-        return { resources, outputs, secretOutputs };
+        return { resources, outputs, secretOutputs, componentOutputs };
     } finally {
         MockMonitor.prototype.registerResource = original;
+        MockMonitor.prototype.registerResourceOutputs = originalOutputs;
     }
 }
 

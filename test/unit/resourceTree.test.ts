@@ -76,3 +76,51 @@ test("inheritedDependsOn: nothing, a list, one resource; anything else is refuse
     assert.equal(single[0], one);
     assert.throws(() => inheritedDependsOn({ dependsOn: Promise.resolve([one]) }), /^Error: components take dependsOn as a plain list of resources$/);
 });
+
+test("the replica stack: its one command under the ReplicaServer", async () => {
+    const config = {
+        role: "replica",
+        servers: { replica: { hostname: "ocp24.open-contracting.org", ipv4: "198.51.100.24", ssh: { hostKey: mainConfig().servers.newMain.ssh.hostKey } } },
+        main: { hostname: "ocp23.open-contracting.org", ipv4: "198.51.100.23", password: "replication-password-0123", maxWorkerProcesses: 8 },
+    };
+    const run = await runProgram(config, { stack: "replica" });
+    assert.deepEqual(
+        run.resources.map((r) => [r.name, r.parent, r.dependencies]),
+        [["data-support-replica-standby", "urn:pulumi:replica::data-support::data-support:replica:ReplicaServer::data-support-replica", []]],
+    );
+});
+
+test("each component's outputs, as the engine keeps them in the stack's state", async () => {
+    // Each command's stdout names the command; the main's max_worker_processes as psql prints it.
+    const execute = async (r: { name: string; inputs: Record<string, unknown> }) => ({
+        id: `${r.name}-id`,
+        state: { ...r.inputs, stdout: r.name === "data-support-replication-max-worker-processes" ? "16\n" : `${r.name} stdout`, stderr: "" },
+    });
+    const main = await runProgram(withReplica(mainConfig()), { execute });
+    assert.deepEqual(main.componentOutputs, {
+        "data-support": { hostname: "ocp23.open-contracting.org", postgresHostname: "postgres.kingfisher.open-contracting.org" },
+        "data-support-collect-dns": {},
+        "data-support-crawls": { crontab: "data-support-crawls-crontab stdout" },
+        "data-support-docker": {},
+        "data-support-exchange-rates": {},
+        "data-support-gates": {},
+        "data-support-halt": {},
+        "data-support-incremental-copy": {},
+        // Trimmed: the replica stack writes it into postgresql.conf as a number.
+        "data-support-replication": { maxWorkerProcesses: "16" },
+        "data-support-restore": {},
+        "data-support-spiders": {},
+        "data-support-tinyproxy": { proof: "data-support-tinyproxy-proof stdout" },
+        "data-support-transfer": {},
+    });
+    assert.equal(main.outputs.replication && (main.outputs.replication as any).maxWorkerProcesses, "16");
+    const replica = await runProgram(
+        {
+            role: "replica",
+            servers: { replica: { hostname: "ocp24.open-contracting.org", ipv4: "198.51.100.24", ssh: { hostKey: mainConfig().servers.newMain.ssh.hostKey } } },
+            main: { hostname: "ocp23.open-contracting.org", ipv4: "198.51.100.23", password: "replication-password-0123", maxWorkerProcesses: 8 },
+        },
+        { stack: "replica", execute },
+    );
+    assert.deepEqual(replica.componentOutputs, { "data-support-replica": { status: "data-support-replica-standby stdout" } });
+});
