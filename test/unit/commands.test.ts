@@ -88,3 +88,24 @@ test("preview runs nothing: the program spawns no process and only registers res
     // harness's executor runs nothing when preview is set (see test/support/harness.ts).
     assert.ok(executed.length > 0);
 });
+
+test("managed files: the directories each creates, owned by the crawls' user, and no other", async () => {
+    const config = mainConfig();
+    Object.assign(config.incremental.crawls[0], { cardinal: true, cardinal_settings: "[defaults]\n" });
+    const run = await runProgram(config);
+    const dirsLine = (name: string) => {
+        const found = run.resources.find((r) => r.name === name);
+        assert.ok(found, name);
+        return found.inputs.create.split("\n")[1];
+    };
+    // Salt's layout (deploy afaedf6b, salt/kingfisher/collect/incremental.sls: ~/bin, and ~/bi/sql, ~/bi/settings, ~/bi/scratch).
+    assert.deepEqual(
+        ["data-support-crawls-dominican_republic", "data-support-crawls-ecuador", "data-support-crawls-dominican_republic-cardinal-settings", "data-support-crawls-dominican_republic-cardinal-result-sql"].map(dirsLine),
+        [
+            "install -d -m 0755 -o incremental -g incremental /home/incremental/bin",
+            "install -d -m 0755 -o incremental -g incremental /home/incremental/bin",
+            "install -d -m 0755 -o incremental -g incremental /home/incremental/bi/settings /home/incremental/bi /home/incremental/bi/scratch",
+            "install -d -m 0755 -o incremental -g incremental /home/incremental/bi/sql /home/incremental/bi",
+        ],
+    );
+});
