@@ -124,3 +124,33 @@ test("each component's outputs, as the engine keeps them in the stack's state", 
     );
     assert.deepEqual(replica.componentOutputs, { "data-support-replica": { status: "data-support-replica-standby stdout" } });
 });
+
+test("the main stack's rbcNotice: what RBC Group is told, written out, with and without IPv6", async () => {
+    const notice = (ipv6: string) =>
+        [
+            "Hello RBC Group,",
+            "",
+            "The Open Contracting Partnership's data support PostgreSQL server has moved to a new server.",
+            "Please connect to postgres.kingfisher.open-contracting.org (port 5432, TLS required).",
+            `It now resolves to ocp23.open-contracting.org: IPv4 198.51.100.23${ipv6}.`,
+            "If your firewall allows outgoing connections by address, please allow these addresses.",
+            "",
+            "Thank you,",
+            "Open Contracting Partnership",
+        ].join("\n");
+    assert.equal((await runProgram(mainConfig())).outputs.rbcNotice, notice(", IPv6 2001:db8:d5::23"));
+    const noIpv6 = mainConfig();
+    delete noIpv6.servers.newMain.ipv6;
+    assert.equal((await runProgram(noIpv6)).outputs.rbcNotice, notice(""));
+});
+
+test("the tinyproxy proof runs again when the allow list changes, and only then (its triggers)", async () => {
+    const triggersOf = async (config: Record<string, any>) => (await runProgram(config)).resources.find((r) => r.name === "data-support-tinyproxy-proof")?.inputs.triggers;
+    const first = await triggersOf(mainConfig());
+    assert.equal(first.length, 1);
+    assert.match(first[0], /^[0-9a-f]{64}$/);
+    assert.deepEqual(await triggersOf(mainConfig()), first);
+    const more = mainConfig();
+    more.tinyproxy.keep.push({ address: "198.51.100.11", comment: "ocp11 (collect)" });
+    assert.notDeepEqual(await triggersOf(more), first);
+});
