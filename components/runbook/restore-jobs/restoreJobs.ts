@@ -18,15 +18,14 @@ export interface RestoreJobsArgs {
     after: pulumi.Resource[];
 }
 
+// Step 8, the last: nothing waits for it, so unlike the other steps it offers no `done`.
 export class RestoreJobs extends pulumi.ComponentResource {
-    readonly done: pulumi.Resource[];
-
     constructor(name: string, args: RestoreJobsArgs, opts?: pulumi.ComponentResourceOptions) {
         super("data-support:migration:RestoreJobs", name, {}, opts);
         const inherited = inheritedDependsOn(opts);
         const { newMain } = args;
         const saved = `${newMain.migrationDir}/postgres_backups.cron`;
-        const restore = newMain.oneOff(
+        newMain.oneOff(
             `${name}-new-server`,
             "restore-new-server",
             script(
@@ -36,7 +35,6 @@ export class RestoreJobs extends pulumi.ComponentResource {
             ),
             { parent: this, dependsOn: [...inherited, ...args.after] },
         );
-        this.done = [restore];
         this.registerOutputs({});
     }
 }
