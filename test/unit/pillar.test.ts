@@ -106,3 +106,11 @@ test("replica without IPv6: its IPv4 address alone, and an empty IPv6 list", asy
     delete config.servers.replica.ipv6;
     assert.deepEqual(YAML.parse((await pillarOf(config)).replica), { postgres: { replica_ipv4: ["198.51.100.24"], replica_ipv6: [] } });
 });
+
+test("crawls: a long spider_arguments value stays on one line (Salt's template pastes the line as it is)", async () => {
+    const config = mainConfig();
+    const note = "n".repeat(120);
+    config.incremental.crawls[0].spider_arguments = { compile_releases: "true", note };
+    const { crawls } = await pillarOf(config);
+    assert.ok(crawls.split("\n").includes(`        spider_arguments: -a compile_releases=true -a note=${note}`), crawls);
+});
