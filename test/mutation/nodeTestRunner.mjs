@@ -197,6 +197,9 @@ export class NodeTestRunner {
             staticMutant: options.mutantActivation === "static",
             reload: options.reloadEnvironment,
             filter: options.testFilter && new Set(options.testFilter),
+            // The mutated file's own test files first (components/pillar.ts: pillar.test.ts): they
+            // are the likeliest to fail, and a mutant stops at its first failing test.
+            ownTests: path.basename(options.activeMutant.fileName).replace(/\.[cm]?[jt]s$/, ".test."),
         });
         return toMutantRunResult(result);
     }
@@ -205,7 +208,7 @@ export class NodeTestRunner {
      * Runs the selected tests of each file, in the files' order and each file's order, with its
      * suites' before hooks first and after hooks last (as node:test does).
      */
-    async run({ disableBail, activeMutant, staticMutant = false, reload = false, filter, perTest = false, hooks, onlyFiles }) {
+    async run({ disableBail, activeMutant, staticMutant = false, reload = false, filter, perTest = false, hooks, onlyFiles, ownTests }) {
         // Stryker asks for a reload before and after a mutant in code run at load time. Needed only
         // if the modules loaded differ from what this run needs (loaded with that mutant, or none).
         const loadWith = staticMutant ? activeMutant : undefined;
@@ -288,7 +291,9 @@ export class NodeTestRunner {
             for (const r of results.slice(first)) r.timeSpentMs += hookMs;
         };
 
-        for (const file of this.files) {
+        const own = (file) => ownTests !== undefined && path.basename(file.id).startsWith(ownTests);
+        const files = [...this.files.filter(own), ...this.files.filter((file) => !own(file))];
+        for (const file of files) {
             if (onlyFiles && !onlyFiles.some((f) => path.resolve(f) === path.resolve(file.id))) continue;
             await runSuite(file);
             if (stop()) break;
