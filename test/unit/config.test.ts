@@ -367,6 +367,11 @@ test("a host key's base64 part: canonical, its own type and curve inside, nothin
         [KEYS.p256.replace(/BRE=$/, "BRF="), "is not a whole ecdsa-sha2-nistp256 key: its base64 part does not decode"],
         // One string more after the key material (ParsePublicKey refuses what is left over).
         [wireKey("ssh-ed25519", "ssh-ed25519", ed25519, "extra"), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        // ... even one that is itself 32 bytes, the key's own length.
+        [wireKey("ssh-ed25519", "ssh-ed25519", ed25519, ed25519), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        // Whole strings, but key material of 31 or 33 bytes (an ed25519 key is 32).
+        [wireKey("ssh-ed25519", "ssh-ed25519", ed25519.subarray(1)), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
+        [wireKey("ssh-ed25519", "ssh-ed25519", Buffer.concat([ed25519, Buffer.from([0])])), "is not a whole ssh-ed25519 key (its base64 part is cut short or damaged)"],
         // Another curve's name around a nistp256 point.
         [wireKey("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256", "nistp384", p256Point), "is not a whole ecdsa-sha2-nistp256 key (its base64 part is cut short or damaged)"],
         // An inner type that is no type name, with the real one inside it: not named back, just refused.
