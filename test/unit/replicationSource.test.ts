@@ -24,7 +24,7 @@ test("what each replication resource waits for: the password, then the source, t
     assert.deepEqual(waits("data-support-replication-max-worker-processes"), [`${RS}command:remote:Command::data-support-replication-source`]);
 });
 
-test("max_worker_processes is read again when the main server changes (its triggers), and only then", async () => {
+test("max_worker_processes is read again when the main server changes (its triggers)", async () => {
     const run = await runProgram(withReplica(mainConfig()));
     const workers = run.resources.find((r) => r.name === "data-support-replication-max-worker-processes");
     assert.deepEqual(workers?.inputs.triggers, ["ocp23.open-contracting.org"]);
