@@ -122,3 +122,19 @@ test("exchange rates copy: the old rows streamed into one transaction, committed
         `{ printf '%s\\n' 'BEGIN;' 'COPY exchange_rates (valid_on, rates, created, modified) FROM stdin;'; ${ssh} 'psql -X -v ON_ERROR_STOP=1 -d pelican_backend -c '\\''\\copy exchange_rates (valid_on, rates, created, modified) to stdout'\\''' && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d pelican_backend`,
     ]);
 });
+
+test("incremental copy presync: one rsync per tree (data/, logs/) from old as the crawls' user, joined with &&", async () => {
+    const run = await runProgram(mainConfig());
+    const presync = run.resources.find((r) => r.name === "data-support-incremental-copy-presync");
+    assert.ok(presync);
+    const rsh =
+        "--rsh='ssh -i /var/lib/data-support/ocp04-to-ocp23/transfer_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=/var/lib/data-support/ocp04-to-ocp23/known_hosts " +
+        "-o ConnectTimeout=30 -o StrictHostKeyChecking=yes -p 22 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o Compression=no -c aes128-gcm@openssh.com'";
+    assert.deepEqual(
+        presync.inputs.create.split("\n").filter((l: string) => l.includes("rsync -a")),
+        [
+            `(rsync -a '--delete' ${rsh} incremental@198.51.100.4:/home/incremental/data/ /home/incremental/data/ &&`,
+            `rsync -a '--delete' ${rsh} incremental@198.51.100.4:/home/incremental/logs/ /home/incremental/logs/)`,
+        ],
+    );
+});
