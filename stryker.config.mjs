@@ -24,6 +24,11 @@ export default {
         // Stryker sees no coverage; what the program registers is checked in-process by the
         // sandbox, runbook and config tests). gate.test.ts and gateConnect.test.ts load no
         // component (they are the gate's: stryker.gate.config.mjs).
+        // Own test files of the files not named after them (a file's own is <name>.test.ts), in
+        // the order to run them: the transfer key's, by what run G's kills show.
+        ownTestFiles: {
+            "temporaryAccess.ts": ["transferAccess.test.ts", "transferKey.test.ts", "transferJump.test.ts", "transferDispatcher.test.ts"],
+        },
         testFiles: [
             "test/unit/config.test.ts",
             "test/unit/replicaStack.test.ts",
@@ -76,9 +81,9 @@ export default {
     // run against the tests that reach them. To measure them all, use a config that spreads this one
     // with `ignoreStatic: false`.
     ignoreStatic: true,
-    // Two workers (each with its TypeScript checker): the whole of components/ in under an hour on
-    // this 2-core machine when nothing else runs (test/mutation/report.md). On a busy machine, or
-    // beside an e2e run, give `--concurrency 1`.
+    // With a checker, Stryker 9.6.1 splits this between checkers (ceil(n/2)) and test runners
+    // (floor(n/2), at least 1: core/src/concurrent/concurrency-token-provider.ts): 2 is one
+    // TypeScript checker and one test runner, a process per core of this 2-core machine (1 gives the same).
     concurrency: 2,
     // A hung script is ended by the sandbox itself after 120 s (spawnSync); a mutant past this is a time-out (detected).
     timeoutMS: 60000,

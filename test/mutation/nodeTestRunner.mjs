@@ -129,6 +129,7 @@ export class NodeTestRunner {
         this.testFiles = options.nodeTest.testFiles;
         this.timeout = options.nodeTest.timeout;
         this.reloadInProcess = options.nodeTest.reloadInProcess ?? true;
+        this.ownTestFiles = options.nodeTest.ownTestFiles ?? {};
         this.log = log;
         this.ns = globalThis.__stryker__ ?? (globalThis.__stryker__ = {});
     }
@@ -197,11 +198,18 @@ export class NodeTestRunner {
             staticMutant: options.mutantActivation === "static",
             reload: options.reloadEnvironment,
             filter: options.testFilter && new Set(options.testFilter),
-            // The mutated file's own test files first (components/pillar.ts: pillar.test.ts): they
-            // are the likeliest to fail, and a mutant stops at its first failing test.
-            ownTests: path.basename(options.activeMutant.fileName).replace(/\.[cm]?[jt]s$/, ".test."),
+            // The mutated file's own test files first (components/pillar.ts: pillar.test.ts, and
+            // those nodeTest.ownTestFiles names): they are the likeliest to fail, and a mutant stops
+            // at its first failing test.
+            ownTests: this.ownTestsOf(options.activeMutant.fileName),
         });
         return toMutantRunResult(result);
+    }
+
+    /** The base names of a source file's own test files, in the order to run them. */
+    ownTestsOf(fileName) {
+        const base = path.basename(fileName);
+        return [base.replace(/\.[cm]?[jt]s$/, ".test.ts"), ...(this.ownTestFiles[base] ?? [])];
     }
 
     /**
@@ -291,8 +299,12 @@ export class NodeTestRunner {
             for (const r of results.slice(first)) r.timeSpentMs += hookMs;
         };
 
-        const own = (file) => ownTests !== undefined && path.basename(file.id).startsWith(ownTests);
-        const files = [...this.files.filter(own), ...this.files.filter((file) => !own(file))];
+        const rank = (file) => {
+            const at = ownTests?.indexOf(path.basename(file.id)) ?? -1;
+            return at < 0 ? Infinity : at;
+        };
+        // Own files first, in their given order; the others in the configured order (a stable sort).
+        const files = [...this.files].sort((a, b) => (rank(a) === rank(b) ? 0 : rank(a) < rank(b) ? -1 : 1));
         for (const file of files) {
             if (onlyFiles && !onlyFiles.some((f) => path.resolve(f) === path.resolve(file.id))) continue;
             await runSuite(file);
@@ -317,6 +329,11 @@ export const strykerValidationSchema = {
                 testFiles: { type: "array", items: { type: "string" }, description: "Test files, in the order they run" },
                 timeout: { type: "number", description: "Each test's time-out in ms where it sets none (node --test-timeout)" },
                 reloadInProcess: { type: "boolean", description: "Reload the project's CommonJS modules in the worker for a static mutant (false: a new worker)" },
+                ownTestFiles: {
+                    type: "object",
+                    additionalProperties: { type: "array", items: { type: "string" } },
+                    description: "A source file's base name -> the base names of its own test files besides <name>.test.ts, run first, in this order",
+                },
             },
             required: ["testFiles"],
             additionalProperties: false,
