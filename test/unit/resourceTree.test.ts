@@ -77,13 +77,15 @@ test("inheritedDependsOn: nothing, a list, one resource; anything else is refuse
     assert.throws(() => inheritedDependsOn({ dependsOn: Promise.resolve([one]) }), /^Error: components take dependsOn as a plain list of resources$/);
 });
 
+/** A replica stack told its main in config (no StackReference). */
+const replicaStack = () => ({
+    role: "replica",
+    servers: { replica: { hostname: "ocp24.open-contracting.org", ipv4: "198.51.100.24", ssh: { hostKey: mainConfig().servers.newMain.ssh.hostKey } } },
+    main: { hostname: "ocp23.open-contracting.org", ipv4: "198.51.100.23", password: "replication-password-0123", maxWorkerProcesses: 8 },
+});
+
 test("the replica stack: its one command under the ReplicaServer", async () => {
-    const config = {
-        role: "replica",
-        servers: { replica: { hostname: "ocp24.open-contracting.org", ipv4: "198.51.100.24", ssh: { hostKey: mainConfig().servers.newMain.ssh.hostKey } } },
-        main: { hostname: "ocp23.open-contracting.org", ipv4: "198.51.100.23", password: "replication-password-0123", maxWorkerProcesses: 8 },
-    };
-    const run = await runProgram(config, { stack: "replica" });
+    const run = await runProgram(replicaStack(), { stack: "replica" });
     assert.deepEqual(
         run.resources.map((r) => [r.name, r.parent, r.dependencies]),
         [["data-support-replica-standby", "urn:pulumi:replica::data-support::data-support:replica:ReplicaServer::data-support-replica", []]],
@@ -114,14 +116,7 @@ test("each component's outputs, as the engine keeps them in the stack's state", 
         "data-support-transfer": {},
     });
     assert.equal(main.outputs.replication && (main.outputs.replication as any).maxWorkerProcesses, "16");
-    const replica = await runProgram(
-        {
-            role: "replica",
-            servers: { replica: { hostname: "ocp24.open-contracting.org", ipv4: "198.51.100.24", ssh: { hostKey: mainConfig().servers.newMain.ssh.hostKey } } },
-            main: { hostname: "ocp23.open-contracting.org", ipv4: "198.51.100.23", password: "replication-password-0123", maxWorkerProcesses: 8 },
-        },
-        { stack: "replica", execute },
-    );
+    const replica = await runProgram(replicaStack(), { stack: "replica", execute });
     assert.deepEqual(replica.componentOutputs, { "data-support-replica": { status: "data-support-replica-standby stdout" } });
 });
 
