@@ -138,3 +138,26 @@ test("incremental copy presync: one rsync per tree (data/, logs/) from old as th
         ],
     );
 });
+
+test("incremental copy of the database: Salt's five tables left out of the check and dropped before the dump, in one transaction", async () => {
+    const run = await runProgram(mainConfig());
+    const copy = run.resources.find((r) => r.name === "data-support-incremental-copy-database");
+    assert.ok(copy);
+    const lines: string[] = copy.inputs.create.split("\n");
+    // Salt's loaded tables (salt/kingfisher/collect/incremental.sls at deploy afaedf6b), written out.
+    assert.ok(
+        lines.includes(
+            "held=$(runuser -u postgres -- psql -X -At -d kingfisher_collect -c 'SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('\\''pg_catalog'\\'', '\\''information_schema'\\'') " +
+                "AND NOT (schemaname = '\\''public'\\'' AND tablename IN ('\\''codelist'\\'', '\\''indicator'\\'', '\\''cpc'\\'', '\\''unspsc'\\'', '\\''excluded_supplier'\\''))')",
+        ),
+        "the held-tables check",
+    );
+    const load = lines.filter((l) => l.startsWith("{ echo 'BEGIN;'"));
+    assert.equal(load.length, 1);
+    assert.ok(
+        load[0].startsWith(
+            `{ echo 'BEGIN;'; echo "SET LOCAL maintenance_work_mem = '512MB';"; echo 'DROP TABLE IF EXISTS public.codelist, public.indicator, public.cpc, public.unspsc, public.excluded_supplier;'; ssh -i /var/lib/data-support/ocp04-to-ocp23/transfer_ed25519 `,
+        ),
+        load[0],
+    );
+});
