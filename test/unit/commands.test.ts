@@ -161,3 +161,14 @@ test("incremental copy of the database: Salt's five tables left out of the check
         load[0],
     );
 });
+
+test("incremental copy of files: both rsyncs delete on new what old no longer has", async () => {
+    const run = await runProgram(mainConfig());
+    const copy = run.resources.find((r) => r.name === "data-support-incremental-copy-files");
+    assert.ok(copy);
+    const rsyncs = copy.inputs.create.split("\n").filter((l: string) => l.includes("rsync -a"));
+    assert.deepEqual(rsyncs.map((l: string) => l.match(/rsync -a ('--delete' )?--rsh=.* (incremental@198\.51\.100\.4:\S+ \S+?)\)?( &&| \|\|.*)?$/)?.slice(1, 3)), [
+        ["'--delete' ", "incremental@198.51.100.4:/home/incremental/data/ /home/incremental/data/"],
+        ["'--delete' ", "incremental@198.51.100.4:/home/incremental/logs/ /home/incremental/logs/"],
+    ]);
+});
