@@ -110,13 +110,16 @@ test("managed files: the directories each creates, owned by the crawls' user, an
     );
 });
 
+// The copies' ssh to the old server with the transfer key (the fixture's migration), written out once.
+const TRANSFER_SSH =
+    "ssh -i /var/lib/data-support/ocp04-to-ocp23/transfer_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=/var/lib/data-support/ocp04-to-ocp23/known_hosts " +
+    "-o ConnectTimeout=30 -o StrictHostKeyChecking=yes -p 22 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o Compression=no -c aes128-gcm@openssh.com";
+
 test("exchange rates copy: the old rows streamed into one transaction, committed only when the export ends", async () => {
     const run = await runProgram(mainConfig());
     const copy = run.resources.find((r) => r.name === "data-support-exchange-rates-copy");
     assert.ok(copy);
-    const ssh =
-        "ssh -i /var/lib/data-support/ocp04-to-ocp23/transfer_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=/var/lib/data-support/ocp04-to-ocp23/known_hosts " +
-        "-o ConnectTimeout=30 -o StrictHostKeyChecking=yes -p 22 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o Compression=no -c aes128-gcm@openssh.com postgres@198.51.100.4";
+    const ssh = `${TRANSFER_SSH} postgres@198.51.100.4`;
     const lines = copy.inputs.create.split("\n").filter((l: string) => l.includes("COPY exchange_rates"));
     assert.deepEqual(lines, [
         `{ printf '%s\\n' 'BEGIN;' 'COPY exchange_rates (valid_on, rates, created, modified) FROM stdin;'; ${ssh} 'psql -X -v ON_ERROR_STOP=1 -d pelican_backend -c '\\''\\copy exchange_rates (valid_on, rates, created, modified) to stdout'\\''' && printf '%s\\n' '\\.' 'COMMIT;'; } | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d pelican_backend`,
@@ -127,9 +130,7 @@ test("incremental copy presync: one rsync per tree (data/, logs/) from old as th
     const run = await runProgram(mainConfig());
     const presync = run.resources.find((r) => r.name === "data-support-incremental-copy-presync");
     assert.ok(presync);
-    const rsh =
-        "--rsh='ssh -i /var/lib/data-support/ocp04-to-ocp23/transfer_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile=/var/lib/data-support/ocp04-to-ocp23/known_hosts " +
-        "-o ConnectTimeout=30 -o StrictHostKeyChecking=yes -p 22 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -o Compression=no -c aes128-gcm@openssh.com'";
+    const rsh = `--rsh='${TRANSFER_SSH}'`;
     assert.deepEqual(
         presync.inputs.create.split("\n").filter((l: string) => l.includes("rsync -a")),
         [
