@@ -49,7 +49,8 @@ export interface SandboxOptions {
     hosts?: string;
     /**
      * `psql` is a recording stand-in that prints this text (no PostgreSQL runs in the sandbox; the
-     * statements themselves run against the real PostgreSQL of the test hosts, test/e2e).
+     * statements themselves run against the real PostgreSQL of the test hosts, test/e2e). What a
+     * pipe feeds it is kept too (`psqlInput`).
      */
     psql?: string;
     /**
@@ -66,6 +67,8 @@ export interface SandboxRun {
     steps: StepResult[];
     /** Stand-in invocations in order: `<name> <args...>` as `user@cwd: name args`. */
     calls: string[];
+    /** What each psql stand-in call read from a pipe (`psql` option), in order: SQL fed to it. */
+    psqlInput: string[];
 }
 
 /** Empty when the sandbox can run here; else why not (for `skip`). */
@@ -117,6 +120,9 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
     try {
         const calls = path.join(work, "calls.log");
         fs.writeFileSync(calls, "", { mode: 0o666 });
+        const psqlIn = path.join(work, "psql-in");
+        fs.mkdirSync(psqlIn, { mode: 0o777 });
+        fs.chmodSync(psqlIn, 0o777);
         fs.chmodSync(calls, 0o666);
         if (options.serviceFails) fs.writeFileSync(path.join(work, "service-fails"), "");
         const standIns = path.join(work, "stand-ins");
@@ -127,7 +133,9 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
         for (const name of options.recorders ?? []) put(name, RECORDING);
         if (options.psql !== undefined) {
             fs.writeFileSync(path.join(work, "psql.out"), options.psql);
-            put("psql", `${RECORDER}cat __WORK__/psql.out\n`);
+            // Only a pipe is read: the statements a script feeds psql (`printf ... | psql`); a file
+            // or /dev/null on stdin is the step's own.
+            put("psql", `${RECORDER}case "$(readlink /proc/$$/fd/0)" in pipe:*) n=$(ls __WORK__/psql-in | wc -l); cat > "__WORK__/psql-in/$n" ;; esac\ncat __WORK__/psql.out\n`);
         }
         steps.forEach((step, i) => {
             fs.writeFileSync(path.join(work, `step${i}.sh`), step.script);
@@ -182,6 +190,7 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
         return {
             steps: steps.map((_, i) => ({ code: Number(read(`step${i}.code`)), stdout: read(`step${i}.out`), stderr: read(`step${i}.err`) })),
             calls: read("calls.log").split("\n").filter(Boolean),
+            psqlInput: fs.readdirSync(psqlIn).sort((a, b) => Number(a) - Number(b)).map((n) => read(`psql-in/${n}`)),
         };
     } finally {
         fs.rmSync(work, { recursive: true, force: true });
