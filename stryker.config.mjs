@@ -25,9 +25,11 @@ export default {
         // sandbox, runbook and config tests). gate.test.ts and gateConnect.test.ts load no
         // component (they are the gate's: stryker.gate.config.mjs).
         // Own test files of the files not named after them (a file's own is <name>.test.ts), in
-        // the order to run them: the transfer key's, by what run G's kills show.
+        // the order to run them: the transfer key's, by what run G's kills show; a crawl's read
+        // access where it runs (run H's survivors of incrementalCrawls.ts).
         ownTestFiles: {
             "temporaryAccess.ts": ["transferAccess.test.ts", "transferKey.test.ts", "transferJump.test.ts", "transferDispatcher.test.ts"],
+            "incrementalCrawls.ts": ["readAccess.test.ts"],
         },
         testFiles: [
             "test/unit/config.test.ts",
@@ -42,12 +44,14 @@ export default {
             "test/unit/transferAccess.test.ts",
             "test/unit/commands.test.ts",
             "test/unit/pillar.test.ts",
+            "test/unit/incrementalCrawls.test.ts",
             "test/sandbox/tinyproxy.test.ts",
             "test/sandbox/replicationSource.test.ts",
             "test/sandbox/haltRestore.test.ts",
             "test/sandbox/transferJump.test.ts",
             "test/sandbox/oneOff.test.ts",
             "test/sandbox/incremental.test.ts",
+            "test/sandbox/readAccess.test.ts",
             "test/sandbox/transferKey.test.ts",
             "test/unit/runbook.test.ts",
             "test/unit/shell.test.ts",
