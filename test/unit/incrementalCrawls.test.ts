@@ -1,6 +1,6 @@
 // IncrementalCrawls' own rules, written out: which tables a crawl's users may read, the script of
 // a crawl without spider arguments (Salt's `{% if 'spider_arguments' in crawl %}`), the check a
-// crawl script passes before it replaces the old one, and the component's guard on the DSN. The
+// crawl script passes before it replaces the old one, and the guards (the DSN, the bare words). The
 // files as Salt renders them: saltEquivalence.test.ts; the read access where it runs:
 // test/sandbox/readAccess.test.ts.
 import { test } from "node:test";
@@ -81,4 +81,13 @@ test("crawls without a Sentry DSN: the component refuses them (config.ts says so
         after: [],
     };
     assert.throws(() => new IncrementalCrawls("data-support-crawls", args), { message: "incremental.sentryDsn is required with crawls (config.ts checks it)" });
+});
+
+test("a home, spider or database that is not a plain shell word: the script is refused (it writes them bare, as Salt does)", () => {
+    const [dominicanRepublic] = crawls();
+    const args = { home: "/home/incremental", database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888", sentryDsn: "https://public@sentry.example.invalid/1" };
+    // config.ts lets none of these through; the guard keeps a later config change from making the bare paths unsafe.
+    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...args, home: "/home/in cremental" }), { message: "not a plain shell word: /home/in cremental" });
+    assert.throws(() => renderCrawlScript({ ...dominicanRepublic, spider: "dr;reboot" }, args), { message: "not a plain shell word: dr;reboot" });
+    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...args, database: "kingfisher$collect" }), { message: "not a plain shell word: kingfisher$collect" });
 });
