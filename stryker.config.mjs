@@ -52,6 +52,7 @@ export default {
             "test/sandbox/oneOff.test.ts",
             "test/sandbox/incremental.test.ts",
             "test/sandbox/readAccess.test.ts",
+            "test/sandbox/walArchiving.test.ts",
             "test/sandbox/transferKey.test.ts",
             "test/unit/runbook.test.ts",
             "test/unit/shell.test.ts",

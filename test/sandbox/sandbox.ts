@@ -49,10 +49,11 @@ export interface SandboxOptions {
     hosts?: string;
     /**
      * `psql` is a recording stand-in that prints this text (no PostgreSQL runs in the sandbox; the
-     * statements themselves run against the real PostgreSQL of the test hosts, test/e2e). What a
-     * pipe feeds it is kept too (`psqlInput`).
+     * statements themselves run against the real PostgreSQL of the test hosts, test/e2e). A list:
+     * the nth call prints the nth text, the last for any call after it. What a pipe feeds it is
+     * kept too (`psqlInput`).
      */
-    psql?: string;
+    psql?: string | string[];
     /**
      * Commands replaced by a recording stand-in (say pg_dump and psql, where no PostgreSQL runs):
      * it prints on its stdout who ran it, each argument on a line, where its stdin comes from (a
@@ -132,10 +133,21 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
         put("service", SERVICE);
         for (const name of options.recorders ?? []) put(name, RECORDING);
         if (options.psql !== undefined) {
-            fs.writeFileSync(path.join(work, "psql.out"), options.psql);
+            const answers = typeof options.psql === "string" ? [options.psql] : options.psql;
+            answers.forEach((answer, i) => fs.writeFileSync(path.join(work, `psql.out.${i}`), answer));
+            // The calls so far; psql runs as postgres too (runuser), so anyone may write it.
+            fs.writeFileSync(path.join(work, "psql.count"), "0");
+            fs.chmodSync(path.join(work, "psql.count"), 0o666);
             // Only a pipe is read: the statements a script feeds psql (`printf ... | psql`); a file
             // or /dev/null on stdin is the step's own.
-            put("psql", `${RECORDER}case "$(readlink /proc/$$/fd/0)" in pipe:*) n=$(ls __WORK__/psql-in | wc -l); cat > "__WORK__/psql-in/$n" ;; esac\ncat __WORK__/psql.out\n`);
+            put(
+                "psql",
+                `${RECORDER}case "$(readlink /proc/$$/fd/0)" in pipe:*) n=$(ls __WORK__/psql-in | wc -l); cat > "__WORK__/psql-in/$n" ;; esac
+n=$(cat __WORK__/psql.count); echo $((n + 1)) > __WORK__/psql.count
+if [ "$n" -ge ${answers.length} ]; then n=${answers.length - 1}; fi
+cat "__WORK__/psql.out.$n"
+`,
+            );
         }
         steps.forEach((step, i) => {
             fs.writeFileSync(path.join(work, `step${i}.sh`), step.script);

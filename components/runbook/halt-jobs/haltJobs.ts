@@ -78,7 +78,7 @@ fi`,
                     // Archiving that fails (no stanza yet, repository unreachable) keeps every WAL segment.
                     sh`failing=$(cd / && runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -c ${"SELECT failed_count || ' failure(s), the last at ' || last_failed_time || ' of ' || coalesce(last_failed_wal, '?') FROM pg_stat_archiver WHERE last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)"})`,
                     sh`if [ -n "$failing" ]; then echo ${`${newMain.hostname}: WAL archiving fails (pg_stat_archiver:`} "$failing"${`), so WAL piles up in pg_wal. Check the stanza in archive_command (pillar postgres.backup.stanza) exists (as postgres: pgbackrest --stanza=<name> check), or fix the repository, then run pulumi up again.`} >&2; exit 1; fi`,
-                    sh`echo ${`${newMain.hostname}: WAL archived into stanza`} "$new_stanza" ${`; the old server's is`} "\${old_stanza:-none}"`,
+                    sh`echo ${`${newMain.hostname}: WAL archived into stanza`} "$new_stanza"${`; the old server's is`} "\${old_stanza:-none}"`,
                 ),
                 stdin: oldArchive.stdout,
             },
