@@ -6,9 +6,8 @@
 // configEdits.test.ts. Expected values written out.
 import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mainConfig } from "../support/fixtures";
-import { canSandbox, runInSandbox, type SandboxUser } from "./sandbox";
+import { canSandbox, POSTGRES_USERS, runInSandbox } from "./sandbox";
 import { commandOf, programCommands, type ProgramCommand } from "./scripts";
 
 const skip = canSandbox() || undefined;
@@ -17,7 +16,6 @@ const GRANTS = "/var/lib/data-support/grants";
 const STATE = `${GRANTS}/kingfisher_collect.dominican_republic_api_result`;
 // What an earlier version kept: the roles it granted the raw table and _clean, and its owner.
 const LEGACY = `${GRANTS}/kingfisher_collect.dominican_republic_api`;
-const POSTGRES: SandboxUser[] = spawnSync("getent", ["passwd", "postgres"]).status === 0 ? [] : [{ name: "postgres", uid: 101, home: "/var/lib/postgresql" }];
 
 // The statements, as psql reads them from the pipe.
 const REVOKE_LEGACY = String.raw`SELECT format('REVOKE SELECT ON %I FROM %I', c.relname, r) FROM pg_class c, unnest(string_to_array(:'legacy', ' ')) r WHERE r <> ALL (ARRAY[]::text[]) AND EXISTS (SELECT FROM pg_roles WHERE rolname = r) AND c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname IN ('dominican_republic_api', 'dominican_republic_api_clean') ORDER BY 1 \gexec`;
@@ -43,7 +41,7 @@ before(async () => {
 const show = { script: `cd ${GRANTS} && for f in *; do printf '%s: %s\\n' "$f" "$(cat "$f")"; done` };
 
 function run(steps: { script: string }[], files: Record<string, string>, psql = "") {
-    return runInSandbox([...steps, show], { users: POSTGRES, files, psql });
+    return runInSandbox([...steps, show], { users: POSTGRES_USERS, files, psql });
 }
 
 test("a cardinal crawl: the legacy grants and the roles that left are revoked, its users granted, the record rewritten", { skip }, () => {

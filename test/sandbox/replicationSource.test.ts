@@ -5,9 +5,8 @@
 // hosts (test/e2e/replica.test.ts). Expected values written out.
 import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mainConfig, withReplica } from "../support/fixtures";
-import { canSandbox, runInSandbox, type SandboxUser } from "./sandbox";
+import { canSandbox, POSTGRES_USERS, runInSandbox } from "./sandbox";
 import { commandOf, programCommands, type ProgramCommand } from "./scripts";
 
 const skip = canSandbox() || undefined;
@@ -23,8 +22,6 @@ hostssl replication replica 198.51.100.24/32 scram-sha-256
 hostssl replication replica 2001:db8:d5::24/128 scram-sha-256
 # END data-support replication (ocp24.open-contracting.org)
 `;
-// The sandbox's /etc/passwd is the machine's: PostgreSQL's packages (installed by .ci/run) add postgres.
-const POSTGRES: SandboxUser[] = spawnSync("getent", ["passwd", "postgres"]).status === 0 ? [] : [{ name: "postgres", uid: 101, home: "/var/lib/postgresql" }];
 
 let source: ProgramCommand;
 before(async () => {
@@ -34,7 +31,7 @@ before(async () => {
 
 function run(hba: string, steps: { script: string; stdin?: string }[], state?: string) {
     return runInSandbox([...steps, { script: `cat ${HBA}; stat -c '%U:%G %a' ${HBA}; cat /var/lib/data-support/replication 2>/dev/null || echo 'no state'` }], {
-        users: POSTGRES,
+        users: POSTGRES_USERS,
         tmpfs: ["/etc/postgresql"],
         files: { [HBA]: hba, ...(state ? { "/var/lib/data-support/replication": state } : {}) },
         recorders: ["pg_ctlcluster"],

@@ -72,6 +72,12 @@ export interface SandboxRun {
     psqlInput: string[];
 }
 
+/**
+ * The postgres user, for steps that run `runuser -u postgres`: none to add where PostgreSQL's
+ * packages (installed by .ci/run) have added it to the machine's /etc/passwd, which the sandbox copies.
+ */
+export const POSTGRES_USERS: SandboxUser[] = spawnSync("getent", ["passwd", "postgres"]).status === 0 ? [] : [{ name: "postgres", uid: 101, home: "/var/lib/postgresql" }];
+
 /** Empty when the sandbox can run here; else why not (for `skip`). */
 export function canSandbox(): string {
     if (process.platform !== "linux") return "the sandbox needs Linux namespaces";

@@ -7,13 +7,11 @@
 // `pgbackrest --stanza=<postgres.backup.stanza> archive-push %p`). Expected values written out.
 import { before, test } from "node:test";
 import * as assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mainConfig } from "../support/fixtures";
-import { canSandbox, runInSandbox, type SandboxUser } from "./sandbox";
+import { canSandbox, POSTGRES_USERS, runInSandbox } from "./sandbox";
 import { commandOf, programCommands, type ProgramCommand } from "./scripts";
 
 const skip = canSandbox() || undefined;
-const POSTGRES: SandboxUser[] = spawnSync("getent", ["passwd", "postgres"]).status === 0 ? [] : [{ name: "postgres", uid: 101, home: "/var/lib/postgresql" }];
 const SETTINGS = "postgres@/: psql -X -At -v ON_ERROR_STOP=1 -c SELECT current_setting('archive_mode') || ' ' || current_setting('archive_command')";
 const ARCHIVER =
     "postgres@/: psql -X -At -v ON_ERROR_STOP=1 -c SELECT failed_count || ' failure(s), the last at ' || last_failed_time || ' of ' || coalesce(last_failed_wal, '?') FROM pg_stat_archiver WHERE last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)";
@@ -30,7 +28,7 @@ before(async () => {
 
 /** The old server's read, then the new server's check with its stdout on stdin; psql answers in turn. */
 function run(answers: string[]) {
-    return runInSandbox([{ script: read.create }, { script: check.create, stdinFrom: { step: 0 } }], { users: POSTGRES, psql: answers });
+    return runInSandbox([{ script: read.create }, { script: check.create, stdinFrom: { step: 0 } }], { users: POSTGRES_USERS, psql: answers });
 }
 
 test("the new server archives into a stanza of its own, without failures: the check passes, naming both stanzas", { skip }, () => {
