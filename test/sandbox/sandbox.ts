@@ -127,10 +127,11 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
     try {
         const calls = path.join(work, "calls.log");
         fs.writeFileSync(calls, "", { mode: 0o666 });
+        fs.chmodSync(calls, 0o666);
+        // What psql read from a pipe, by call number; psql runs as postgres too (runuser).
         const psqlIn = path.join(work, "psql-in");
         fs.mkdirSync(psqlIn, { mode: 0o777 });
         fs.chmodSync(psqlIn, 0o777);
-        fs.chmodSync(calls, 0o666);
         if (options.serviceFails) fs.writeFileSync(path.join(work, "service-fails"), "");
         const standIns = path.join(work, "stand-ins");
         fs.mkdirSync(standIns);
@@ -141,15 +142,15 @@ export function runInSandbox(steps: Step[], options: SandboxOptions = {}): Sandb
         if (options.psql !== undefined) {
             const answers = typeof options.psql === "string" ? [options.psql] : options.psql;
             answers.forEach((answer, i) => fs.writeFileSync(path.join(work, `psql.out.${i}`), answer));
-            // The calls so far; psql runs as postgres too (runuser), so anyone may write it.
+            // The calls so far: the number of the next one (anyone may write it, as psql-in).
             fs.writeFileSync(path.join(work, "psql.count"), "0");
             fs.chmodSync(path.join(work, "psql.count"), 0o666);
             // Only a pipe is read: the statements a script feeds psql (`printf ... | psql`); a file
             // or /dev/null on stdin is the step's own.
             put(
                 "psql",
-                `${RECORDER}case "$(readlink /proc/$$/fd/0)" in pipe:*) n=$(ls __WORK__/psql-in | wc -l); cat > "__WORK__/psql-in/$n" ;; esac
-n=$(cat __WORK__/psql.count); echo $((n + 1)) > __WORK__/psql.count
+                `${RECORDER}n=$(cat __WORK__/psql.count); echo $((n + 1)) > __WORK__/psql.count
+case "$(readlink /proc/$$/fd/0)" in pipe:*) cat > "__WORK__/psql-in/$n" ;; esac
 if [ "$n" -ge ${answers.length} ]; then n=${answers.length - 1}; fi
 cat "__WORK__/psql.out.$n"
 `,
