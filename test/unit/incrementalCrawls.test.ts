@@ -17,6 +17,9 @@ function crawls(cfg = mainConfig()): Crawl[] {
     return (parseStackConfig(cfg) as MainConfig).incremental.crawls;
 }
 
+/** What mainServer.ts gives renderCrawlScript for the fixture's stack (the test hosts' DSN). */
+const SCRIPT_ARGS = { home: "/home/incremental", database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888", sentryDsn: "https://public@sentry.example.invalid/1" };
+
 function cardinalConfig() {
     const cfg = mainConfig();
     cfg.incremental.crawls[0] = { ...cfg.incremental.crawls[0], cardinal: true, cardinal_settings: "[defaults]\n" };
@@ -31,7 +34,7 @@ test("grantedTables: a cardinal crawl's users read <spider>_result; without card
 test("a crawl without spider arguments: the spider alone on its line, as Salt's cron.sh renders it", () => {
     const ecuador = crawls()[1];
     assert.equal(
-        renderCrawlScript(ecuador, { home: "/home/incremental", database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888", sentryDsn: "https://public@sentry.example.invalid/1" }),
+        renderCrawlScript(ecuador, SCRIPT_ARGS),
         `#!/bin/sh
 # shellcheck disable=SC1083
 
@@ -70,13 +73,11 @@ test("a crawl script is checked with sh -n before it replaces the old one; cardi
 test("crawls without a Sentry DSN: the component refuses them (config.ts says so first, naming the key)", async () => {
     await pulumi.runtime.setMocks({ newResource: (r) => ({ id: `${r.name}-id`, state: r.inputs }), call: () => ({}) }, "data-support", "main", false);
     const args = {
+        ...SCRIPT_ARGS,
+        sentryDsn: undefined,
         // Not reached: the guard comes before any command.
         newMain: undefined as unknown as Host,
         user: "incremental",
-        home: "/home/incremental",
-        database: "kingfisher_collect",
-        proxyUrl: "http://ocp19.open-contracting.org:8888",
-        sentryDsn: undefined,
         crawls: crawls(),
         after: [],
     };
@@ -85,9 +86,8 @@ test("crawls without a Sentry DSN: the component refuses them (config.ts says so
 
 test("a home, spider or database that is not a plain shell word: the script is refused (it writes them bare, as Salt does)", () => {
     const [dominicanRepublic] = crawls();
-    const args = { home: "/home/incremental", database: "kingfisher_collect", proxyUrl: "http://ocp19.open-contracting.org:8888", sentryDsn: "https://public@sentry.example.invalid/1" };
     // config.ts lets none of these through; the guard keeps a later config change from making the bare paths unsafe.
-    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...args, home: "/home/in cremental" }), { message: "not a plain shell word: /home/in cremental" });
-    assert.throws(() => renderCrawlScript({ ...dominicanRepublic, spider: "dr;reboot" }, args), { message: "not a plain shell word: dr;reboot" });
-    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...args, database: "kingfisher$collect" }), { message: "not a plain shell word: kingfisher$collect" });
+    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...SCRIPT_ARGS, home: "/home/in cremental" }), { message: "not a plain shell word: /home/in cremental" });
+    assert.throws(() => renderCrawlScript({ ...dominicanRepublic, spider: "dr;reboot" }, SCRIPT_ARGS), { message: "not a plain shell word: dr;reboot" });
+    assert.throws(() => renderCrawlScript(dominicanRepublic, { ...SCRIPT_ARGS, database: "kingfisher$collect" }), { message: "not a plain shell word: kingfisher$collect" });
 });
